@@ -1,0 +1,721 @@
+/*-------------------------------------------------------------------------
+ *
+ * pysafe.c
+ *		The pysafe shim: hooks that keep restricted sessions read-only.
+ *
+ * The shim holds no utility policy of its own.  It
+ *	- decides whether the session is restricted (session user in, or a
+ *	  member of, a role listed in pysafe.roles; superusers never are),
+ *	- forces XactReadOnly for restricted sessions at every statement,
+ *	- refuses DML, data-modifying WITH, row locks and SELECT INTO at
+ *	  ExecutorStart,
+ *	- refuses side-effecting functions (volatile C or untrusted-language
+ *	  functions) when fmgr binds them,
+ *	- hands every utility statement that is not trivially safe to the
+ *	  Python policy (pysafe.decide_utility, a PL/Python function), and
+ *	  refuses the statement if that policy cannot be reached or fails.
+ *
+ * Loaded through shared_preload_libraries.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/parallel.h"
+#include "access/xact.h"
+#include "catalog/dependency.h"
+#include "catalog/pg_language.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "executor/executor.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "nodes/plannodes.h"
+#include "parser/parser.h"
+#include "parser/parse_func.h"
+#include "tcop/cmdtag.h"
+#include "tcop/dest.h"
+#include "tcop/utility.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+#include "utils/varlena.h"
+
+PG_MODULE_MAGIC;
+
+#if PG_VERSION_NUM < 140000
+#error "pysafe needs PostgreSQL 14 or newer"
+#endif
+
+/* Bits of the flags argument of pysafe.decide_utility; see pysafe/policy/settings.py. */
+#define POLICY_BLOCK_DML			0x01
+#define POLICY_BLOCK_DDL			0x02
+#define POLICY_BLOCK_C_FUNCTIONS	0x04
+#define POLICY_BLOCK_ALL_C			0x08
+#define POLICY_FORCE_READ_ONLY		0x10
+
+#define POLICY_SCHEMA		"pysafe"
+#define POLICY_EXTENSION	"pysafe"
+#define POLICY_FUNCTION		"decide_utility"
+
+/* Settings */
+static char *pysafe_roles = NULL;
+static bool pysafe_block_dml = true;
+static bool pysafe_block_ddl = true;
+static bool pysafe_block_c_functions = true;
+static bool pysafe_block_all_c_functions = false;
+static bool pysafe_force_read_only = true;
+
+/* Saved hook values, chained in our hooks */
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static needs_fmgr_hook_type prev_needs_fmgr_hook = NULL;
+static fmgr_hook_type prev_fmgr_hook = NULL;
+
+/* Cached answer of session_is_restricted(); see restriction_cache_reset(). */
+static bool restriction_cache_valid = false;
+static Oid	restriction_cache_user = InvalidOid;
+static bool restriction_cache_value = false;
+
+void		_PG_init(void);
+
+PG_FUNCTION_INFO_V1(pysafe_session_is_restricted);
+PG_FUNCTION_INFO_V1(pysafe_fast_path_allows);
+PG_FUNCTION_INFO_V1(pysafe_shim_settings_flags);
+
+
+/* Forget the cached restriction; roles, memberships or superuser flags changed. */
+static void
+restriction_cache_reset(void)
+{
+	restriction_cache_valid = false;
+}
+
+/* GUC assign hook for pysafe.roles: catalog work waits for the next statement. */
+static void
+assign_roles(const char *newval, void *extra)
+{
+	restriction_cache_reset();
+}
+
+/* GUC check hook for pysafe.roles: the value must be a list of identifiers. */
+static bool
+check_roles(char **newval, void **extra, GucSource source)
+{
+	char	   *copy = pstrdup(*newval);
+	List	   *names = NIL;
+	bool		ok = SplitIdentifierString(copy, ',', &names);
+
+	list_free(names);
+	pfree(copy);
+	if (!ok)
+		GUC_check_errdetail("List syntax is invalid.");
+	return ok;
+}
+
+/* Syscache callback on pg_authid / pg_auth_members. */
+static void
+restriction_cache_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	restriction_cache_reset();
+}
+
+/* Compute, without the cache, whether the session user is restricted. */
+static bool
+compute_session_restricted(Oid session_user)
+{
+	char	   *copy;
+	List	   *names = NIL;
+	ListCell   *lc;
+	bool		restricted = false;
+
+	if (pysafe_roles == NULL || pysafe_roles[0] == '\0')
+		return false;
+	if (superuser_arg(session_user))
+		return false;
+
+	copy = pstrdup(pysafe_roles);
+	if (!SplitIdentifierString(copy, ',', &names))
+	{
+		/* The check hook prevents this; refuse to guess and restrict. */
+		pfree(copy);
+		return true;
+	}
+	foreach(lc, names)
+	{
+		Oid			listed = get_role_oid((const char *) lfirst(lc), true);
+
+		/* Unknown names are ignored, as in SafeSession. */
+		if (OidIsValid(listed) &&
+			(listed == session_user ||
+			 is_member_of_role_nosuper(session_user, listed)))
+		{
+			restricted = true;
+			break;
+		}
+	}
+	list_free(names);
+	pfree(copy);
+	return restricted;
+}
+
+/*
+ * Is this session restricted?  Cached per session user.  Catalog lookups
+ * need a transaction; outside one nothing can execute, so the last answer
+ * (or "not restricted" when there is none) is good enough.
+ */
+static bool
+session_is_restricted(void)
+{
+	Oid			session_user = GetSessionUserId();
+
+	if (restriction_cache_valid && restriction_cache_user == session_user)
+		return restriction_cache_value;
+	if (!IsTransactionState())
+		return false;
+
+	restriction_cache_value = compute_session_restricted(session_user);
+	restriction_cache_user = session_user;
+	restriction_cache_valid = true;
+	return restriction_cache_value;
+}
+
+/* The settings as the flags argument of the Python policy. */
+static int
+current_policy_flags(void)
+{
+	int			flags = 0;
+
+	if (pysafe_block_dml)
+		flags |= POLICY_BLOCK_DML;
+	if (pysafe_block_ddl)
+		flags |= POLICY_BLOCK_DDL;
+	if (pysafe_block_c_functions)
+		flags |= POLICY_BLOCK_C_FUNCTIONS;
+	if (pysafe_block_all_c_functions)
+		flags |= POLICY_BLOCK_ALL_C;
+	if (pysafe_force_read_only)
+		flags |= POLICY_FORCE_READ_ONLY;
+	return flags;
+}
+
+/* Raise the read-only-session refusal every pysafe check uses. */
+static void
+refuse(const char *message, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+			 errmsg("%s", message),
+			 detail ? errdetail("%s", detail) : 0,
+			 errhint("This session is read-only because its session user is listed, directly or through membership, in pysafe.roles.")));
+}
+
+/* Make the current transaction read-only when force_read_only is on. */
+static void
+force_read_only(void)
+{
+	if (pysafe_force_read_only && !XactReadOnly)
+		XactReadOnly = true;
+}
+
+/* Checks are skipped in parallel workers: their leader made them. */
+static bool
+checks_apply(void)
+{
+	return !IsParallelWorker() && session_is_restricted();
+}
+
+/* ---------------------------------------------------------------------
+ * Executor checks
+ * ---------------------------------------------------------------------
+ */
+
+/* Does the plan take row locks (SELECT ... FOR UPDATE/SHARE)? */
+static bool
+plan_locks_rows(PlannedStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->rowMarks)
+	{
+		PlanRowMark *mark = (PlanRowMark *) lfirst(lc);
+
+		if (RowMarkRequiresRowShareLock(mark->markType))
+			return true;
+	}
+	return false;
+}
+
+/* Refuse plans that write: DML, data-modifying WITH, row locks, SELECT INTO. */
+static void
+check_plan_is_read_only(QueryDesc *queryDesc)
+{
+	PlannedStmt *stmt = queryDesc->plannedstmt;
+	char		message[128];
+
+	if (!pysafe_block_dml)
+		return;
+	if (queryDesc->operation != CMD_SELECT)
+	{
+		snprintf(message, sizeof(message),
+				 "cannot execute %s in a read-only session",
+				 GetCommandTagName(CreateCommandTag((Node *) stmt)));
+		refuse(message, NULL);
+	}
+	if (stmt->hasModifyingCTE)
+		refuse("cannot execute a data-modifying WITH clause in a read-only session", NULL);
+	if (plan_locks_rows(stmt))
+		refuse("cannot execute SELECT FOR UPDATE/SHARE in a read-only session", NULL);
+	if (queryDesc->dest != NULL && queryDesc->dest->mydest == DestIntoRel)
+		refuse("cannot execute CREATE TABLE AS in a read-only session", NULL);
+}
+
+/* ExecutorStart hook: force read-only, then check the plan. */
+static void
+pysafe_ExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	if (checks_apply() && !(eflags & EXEC_FLAG_EXPLAIN_ONLY))
+	{
+		force_read_only();
+		check_plan_is_read_only(queryDesc);
+	}
+	if (prev_ExecutorStart)
+		prev_ExecutorStart(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
+/* ---------------------------------------------------------------------
+ * Function checks (fmgr hooks)
+ * ---------------------------------------------------------------------
+ */
+
+/* Can SQL call this function directly?  Not if it takes or makes "internal". */
+static bool
+callable_from_sql(Form_pg_proc proc)
+{
+	int			i;
+
+	if (proc->prorettype == INTERNALOID || proc->prorettype == LANGUAGE_HANDLEROID)
+		return false;
+	for (i = 0; i < proc->pronargs; i++)
+		if (proc->proargtypes.values[i] == INTERNALOID)
+			return false;
+	return true;
+}
+
+/* Is the language trusted?  Unknown languages count as untrusted. */
+static bool
+language_is_trusted(Oid langoid)
+{
+	HeapTuple	tuple = SearchSysCache1(LANGOID, ObjectIdGetDatum(langoid));
+	bool		trusted = false;
+
+	if (HeapTupleIsValid(tuple))
+	{
+		trusted = ((Form_pg_language) GETSTRUCT(tuple))->lanpltrusted;
+		ReleaseSysCache(tuple);
+	}
+	return trusted;
+}
+
+/*
+ * Refuse a function that may have side effects: a volatile C-language (or
+ * non-built-in internal) function, every C function under
+ * block_all_c_functions, and volatile functions in untrusted languages.
+ */
+static void
+check_function_allowed(Oid fn_oid)
+{
+	HeapTuple	tuple;
+	Form_pg_proc proc;
+	bool		c_language = false;
+	bool		blocked = false;
+	char		detail[NAMEDATALEN * 2 + 96];
+
+	if (!pysafe_block_c_functions || !checks_apply())
+		return;
+	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn_oid));
+	if (!HeapTupleIsValid(tuple))
+		return;					/* fmgr itself reports the missing function */
+	proc = (Form_pg_proc) GETSTRUCT(tuple);
+
+	if (callable_from_sql(proc))
+	{
+		c_language = proc->prolang == ClanguageId ||
+			proc->prolang == INTERNALlanguageId;
+		if (c_language)
+			blocked = pysafe_block_all_c_functions ||
+				proc->provolatile == PROVOLATILE_VOLATILE;
+		else
+			blocked = proc->provolatile == PROVOLATILE_VOLATILE &&
+				!language_is_trusted(proc->prolang);
+	}
+	if (blocked)
+		snprintf(detail, sizeof(detail), "Function %s is %s%s-language.",
+				 NameStr(proc->proname),
+				 proc->provolatile == PROVOLATILE_VOLATILE ? "volatile and " : "",
+				 c_language ? "C" : "untrusted");
+	ReleaseSysCache(tuple);
+	if (blocked)
+		refuse("cannot execute functions that may have side effects in a read-only session",
+			   detail);
+}
+
+/* needs_fmgr_hook: check each function fmgr binds; ask for no wrapper ourselves. */
+static bool
+pysafe_needs_fmgr_hook(Oid fn_oid)
+{
+	check_function_allowed(fn_oid);
+	return prev_needs_fmgr_hook ? prev_needs_fmgr_hook(fn_oid) : false;
+}
+
+/*
+ * fmgr_hook: SECURITY DEFINER and SET-clause functions bypass needs_fmgr_hook,
+ * but their wrapper always calls fmgr_hook, so check them at their start.
+ */
+static void
+pysafe_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *private)
+{
+	if (event == FHET_START)
+		check_function_allowed(flinfo->fn_oid);
+	if (prev_fmgr_hook)
+		prev_fmgr_hook(event, flinfo, private);
+}
+
+/* ---------------------------------------------------------------------
+ * Utility veto
+ * ---------------------------------------------------------------------
+ */
+
+/* Settings whose change could lift read-only; the Python policy has the same list. */
+static bool
+is_protected_setting(const char *name)
+{
+	return name == NULL ||
+		pg_strcasecmp(name, "default_transaction_read_only") == 0 ||
+		pg_strcasecmp(name, "transaction_read_only") == 0 ||
+		pg_strncasecmp(name, "pysafe.", 7) == 0;
+}
+
+/*
+ * The C fast path: statements that are safe whatever their details, so the
+ * Python policy need not be asked.  Anything else goes to Python.  A test
+ * (tests/test_fast_path.py) checks that everything allowed here is allowed
+ * by the Python policy too.
+ */
+static bool
+utility_fast_path_allows(Node *stmt)
+{
+	switch (nodeTag(stmt))
+	{
+		case T_VariableShowStmt:
+			return true;
+		case T_TransactionStmt:
+			{
+				TransactionStmt *txn = (TransactionStmt *) stmt;
+
+				/* BEGIN/START with options (READ WRITE?) and 2PC go to Python. */
+				switch (txn->kind)
+				{
+					case TRANS_STMT_BEGIN:
+					case TRANS_STMT_START:
+						return txn->options == NIL;
+					case TRANS_STMT_COMMIT:
+					case TRANS_STMT_ROLLBACK:
+					case TRANS_STMT_SAVEPOINT:
+					case TRANS_STMT_RELEASE:
+					case TRANS_STMT_ROLLBACK_TO:
+						return true;
+					default:
+						return false;
+				}
+			}
+		case T_VariableSetStmt:
+			{
+				VariableSetStmt *set = (VariableSetStmt *) stmt;
+
+				switch (set->kind)
+				{
+					case VAR_SET_VALUE:
+					case VAR_SET_DEFAULT:
+					case VAR_SET_CURRENT:
+					case VAR_RESET:
+						return !is_protected_setting(set->name);
+					default:
+						return false;
+				}
+			}
+		default:
+			return false;
+	}
+}
+
+/* The statement's own text out of a possibly multi-statement string. */
+static char *
+statement_text(PlannedStmt *pstmt, const char *queryString)
+{
+	int			location = pstmt->stmt_location;
+	int			length = pstmt->stmt_len;
+	int			total;
+
+	if (queryString == NULL)
+		return pstrdup("");
+	total = strlen(queryString);
+	if (location < 0 || location > total)
+		return pstrdup(queryString);
+	if (length <= 0 || location + length > total)
+		length = total - location;
+	return pnstrdup(queryString + location, length);
+}
+
+/*
+ * Find the genuine policy entry point: pysafe.decide_utility(text, text,
+ * integer), owned by a superuser and a member of the pysafe extension.  A
+ * look-alike created by anyone else is never called.
+ */
+static Oid
+lookup_policy_function(const char **why)
+{
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, INT4OID};
+	Oid			funcoid;
+	Oid			extoid;
+	HeapTuple	tuple;
+	Oid			owner;
+
+	extoid = get_extension_oid(POLICY_EXTENSION, true);
+	if (!OidIsValid(extoid))
+	{
+		*why = "the pysafe extension is not installed in this database";
+		return InvalidOid;
+	}
+	funcoid = LookupFuncName(list_make2(makeString(POLICY_SCHEMA),
+										makeString(POLICY_FUNCTION)),
+							 3, argtypes, true);
+	if (!OidIsValid(funcoid))
+	{
+		*why = "function pysafe.decide_utility(text, text, integer) is missing";
+		return InvalidOid;
+	}
+	if (getExtensionOfObject(ProcedureRelationId, funcoid) != extoid)
+	{
+		*why = "pysafe.decide_utility is not a member of the pysafe extension";
+		return InvalidOid;
+	}
+	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcoid));
+	if (!HeapTupleIsValid(tuple))
+	{
+		*why = "pysafe.decide_utility vanished during lookup";
+		return InvalidOid;
+	}
+	owner = ((Form_pg_proc) GETSTRUCT(tuple))->proowner;
+	ReleaseSysCache(tuple);
+	if (!superuser_arg(owner))
+	{
+		*why = "pysafe.decide_utility is not owned by a superuser";
+		return InvalidOid;
+	}
+	return funcoid;
+}
+
+/* Call the policy; NULL means allowed, otherwise the refusal text. */
+static text *
+call_policy_function(Oid funcoid, const char *statement, const char *command_tag)
+{
+	LOCAL_FCINFO(fcinfo, 3);
+	FmgrInfo	flinfo;
+	Datum		result;
+
+	fmgr_info(funcoid, &flinfo);
+	InitFunctionCallInfoData(*fcinfo, &flinfo, 3, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = CStringGetTextDatum(statement);
+	fcinfo->args[0].isnull = false;
+	fcinfo->args[1].value = CStringGetTextDatum(command_tag);
+	fcinfo->args[1].isnull = false;
+	fcinfo->args[2].value = Int32GetDatum(current_policy_flags());
+	fcinfo->args[2].isnull = false;
+	result = FunctionCallInvoke(fcinfo);
+	if (fcinfo->isnull)
+		return NULL;
+	return DatumGetTextPP(result);
+}
+
+/*
+ * Ask the Python policy about one utility statement; refuse it when the
+ * policy says so, cannot be found, or fails (fail closed).
+ */
+static void
+veto_by_python_policy(PlannedStmt *pstmt, const char *queryString)
+{
+	const char *why = NULL;
+	Oid			funcoid = lookup_policy_function(&why);
+	const char *tag = GetCommandTagName(CreateCommandTag(pstmt->utilityStmt));
+	char	   *statement = statement_text(pstmt, queryString);
+	MemoryContext caller_context = CurrentMemoryContext;
+	text	   *verdict = NULL;
+	char	   *message;
+	char	   *detail;
+
+	if (!OidIsValid(funcoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot execute %s in a read-only session: pysafe policy unavailable", tag),
+				 errdetail("In database \"%s\", %s.",
+						   get_database_name(MyDatabaseId), why),
+				 errhint("A superuser should run \"python -m pysafe install\" to create the pysafe objects in every database.")));
+
+	PG_TRY();
+	{
+		verdict = call_policy_function(funcoid, statement, tag);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller_context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot execute %s in a read-only session: pysafe policy failed", tag),
+				 errdetail("The policy raised: %s", edata->message),
+				 errhint("A superuser should check the server-side pysafe files, for example with \"python -m pysafe install\".")));
+	}
+	PG_END_TRY();
+
+	if (verdict == NULL)
+		return;
+	message = text_to_cstring(verdict);
+	detail = strchr(message, '\n');
+	if (detail != NULL)
+		*detail++ = '\0';
+	refuse(message, detail);
+}
+
+/* ProcessUtility hook: force read-only, then fast path or Python policy. */
+static void
+pysafe_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					  bool readOnlyTree, ProcessUtilityContext context,
+					  ParamListInfo params, QueryEnvironment *queryEnv,
+					  DestReceiver *dest, QueryCompletion *qc)
+{
+	/*
+	 * Outside a valid transaction (COMMIT/ROLLBACK of a failed one) only
+	 * transaction control can run; nothing can be checked or written.
+	 */
+	if (IsTransactionState() && checks_apply())
+	{
+		force_read_only();
+		if (!utility_fast_path_allows(pstmt->utilityStmt))
+			veto_by_python_policy(pstmt, queryString);
+	}
+
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+							params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
+/* ---------------------------------------------------------------------
+ * SQL-callable functions
+ * ---------------------------------------------------------------------
+ */
+
+/* pysafe.session_is_restricted(): is the calling session restricted? */
+Datum
+pysafe_session_is_restricted(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(session_is_restricted());
+}
+
+/* pysafe.fast_path_allows(sql): would the C fast path pass every statement? */
+Datum
+pysafe_fast_path_allows(PG_FUNCTION_ARGS)
+{
+	char	   *sql = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	List	   *parsed = raw_parser(sql, RAW_PARSE_DEFAULT);
+	ListCell   *lc;
+
+	if (parsed == NIL)
+		PG_RETURN_BOOL(false);
+	foreach(lc, parsed)
+	{
+		if (!utility_fast_path_allows(((RawStmt *) lfirst(lc))->stmt))
+			PG_RETURN_BOOL(false);
+	}
+	PG_RETURN_BOOL(true);
+}
+
+/* pysafe.shim_settings_flags(): the flags the shim passes to the policy. */
+Datum
+pysafe_shim_settings_flags(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(current_policy_flags());
+}
+
+/* ---------------------------------------------------------------------
+ * Module load
+ * ---------------------------------------------------------------------
+ */
+
+/* Define one superuser-only boolean setting. */
+static void
+define_bool_setting(const char *name, const char *description, bool *variable,
+					bool default_value)
+{
+	DefineCustomBoolVariable(name, description, NULL, variable, default_value,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
+}
+
+void
+_PG_init(void)
+{
+	DefineCustomStringVariable("pysafe.roles",
+							   "Roles whose sessions are read-only, with their members.",
+							   "A comma-separated list of role names; superusers are never restricted.",
+							   &pysafe_roles, "",
+							   PGC_SUSET, GUC_LIST_INPUT,
+							   check_roles, assign_roles, NULL);
+	define_bool_setting("pysafe.block_dml",
+						"Refuse INSERT, UPDATE, DELETE, MERGE and COPY FROM in restricted sessions.",
+						&pysafe_block_dml, true);
+	define_bool_setting("pysafe.block_ddl",
+						"Refuse utility statements outside pysafe's allow-list in restricted sessions.",
+						&pysafe_block_ddl, true);
+	define_bool_setting("pysafe.block_c_functions",
+						"Refuse volatile C-language and untrusted-language functions in restricted sessions.",
+						&pysafe_block_c_functions, true);
+	define_bool_setting("pysafe.block_all_c_functions",
+						"With block_c_functions, refuse every C-language function, whatever its volatility.",
+						&pysafe_block_all_c_functions, false);
+	define_bool_setting("pysafe.force_read_only",
+						"Force every transaction of a restricted session to be read-only.",
+						&pysafe_force_read_only, true);
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("pysafe");
+#else
+	EmitWarningsOnPlaceholders("pysafe");
+#endif
+
+	CacheRegisterSyscacheCallback(AUTHOID, restriction_cache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, restriction_cache_callback, (Datum) 0);
+
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = pysafe_ExecutorStart;
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = pysafe_ProcessUtility;
+	prev_needs_fmgr_hook = needs_fmgr_hook;
+	needs_fmgr_hook = pysafe_needs_fmgr_hook;
+	prev_fmgr_hook = fmgr_hook;
+	fmgr_hook = pysafe_fmgr_hook;
+}

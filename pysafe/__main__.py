@@ -1,0 +1,3 @@
+from pysafe.cli import main
+
+raise SystemExit(main())

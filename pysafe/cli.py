@@ -1,0 +1,109 @@
+"""python -m pysafe: install, uninstall, check, demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import psycopg
+
+from pysafe import __version__
+from pysafe.install import InstallError, InstallReport, install, uninstall
+from pysafe.policy import PolicySettings, decide_text
+
+
+def print_report(report: InstallReport, action: str) -> None:
+    print(f"{action} on {report.server}:")
+    for step in report.steps:
+        print(f"  - {step}")
+    width = max((len(name) for name in report.databases), default=0)
+    for dbname, outcome in report.databases.items():
+        print(f"  database {dbname:<{width}}  {outcome}")
+    if report.restart_needed:
+        print(
+            "  RESTART NEEDED: restart PostgreSQL to load (or unload) the pysafe shim; "
+            "until then pysafe does not protect anything."
+        )
+
+
+def run_install_like(args: argparse.Namespace) -> int:
+    action = install if args.command == "install" else uninstall
+    failures = 0
+    for dsn in args.dsn:
+        try:
+            report = action(dsn, args.pg_config, progress=lambda m: print(f"... {m}"))
+        except (InstallError, psycopg.Error) as error:
+            failures += 1
+            print(f"{args.command} failed: {error}", file=sys.stderr)
+            continue
+        print_report(report, args.command)
+    return 1 if failures else 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Offline: what the policy does with each statement of SQL files (or stdin)."""
+    settings = PolicySettings(block_dml=not args.allow_dml, block_ddl=not args.allow_ddl)
+    refused = 0
+    sources = args.files or ["-"]
+    for source in sources:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+        try:
+            results = decide_text(text, settings)
+        except Exception as error:  # pglast raises its own ParseError
+            print(f"{source}: cannot parse: {error}", file=sys.stderr)
+            return 2
+        for result in results:
+            verdict = result.verdict
+            if verdict.allowed:
+                print(f"ALLOWED  [{verdict.rule}] {result.text}")
+            else:
+                refused += 1
+                print(f"REFUSED  [{verdict.rule}] {result.text}\n         {verdict.message}")
+    return 1 if refused and args.fail_on_refusal else 0
+
+
+def run_demo(_args: argparse.Namespace) -> int:
+    from pysafe.demo import run  # noqa: PLC0415 - needs the dev extra
+
+    return run()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pysafe", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"pysafe {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("install", "install pysafe on a cluster (run on the database host, as root)"),
+        ("uninstall", "remove everything install added"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument(
+            "--dsn",
+            action="append",
+            required=True,
+            help="libpq connection string of a superuser; repeat for several servers",
+        )
+        sub.add_argument(
+            "--pg-config",
+            type=Path,
+            default=None,
+            help="pg_config of the server's major version (default: found)",
+        )
+        sub.set_defaults(handler=run_install_like)
+    check = commands.add_parser("check", help="offline: what the policy does with SQL files")
+    check.add_argument("files", nargs="*", help="SQL files (default: standard input)")
+    check.add_argument("--allow-dml", action="store_true", help="as with pysafe.block_dml = off")
+    check.add_argument("--allow-ddl", action="store_true", help="as with pysafe.block_ddl = off")
+    check.add_argument(
+        "--fail-on-refusal", action="store_true", help="exit 1 when any statement would be refused"
+    )
+    check.set_defaults(handler=run_check)
+    demo = commands.add_parser("demo", help="show pysafe on a throwaway local cluster")
+    demo.set_defaults(handler=run_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args))

@@ -1,0 +1,94 @@
+"""python -m pysafe install / uninstall: put pysafe on a cluster, or take it off."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from pysafe import __version__
+from pysafe.install import cluster, files
+from pysafe.install.errors import InstallError
+from pysafe.install.server_facts import (
+    read_server_facts,
+    require_installable,
+    server_python_version,
+)
+
+__all__ = ["InstallError", "InstallReport", "install", "uninstall"]
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class InstallReport:
+    """What install or uninstall did on one server."""
+
+    server: str
+    steps: list[str] = field(default_factory=list)
+    databases: dict[str, str] = field(default_factory=dict)
+    restart_needed: bool = False
+
+
+def install(
+    dsn: str, pg_config: Path | None = None, progress: Progress = lambda _: None
+) -> InstallReport:
+    """Install pysafe on the server ``dsn`` reaches; safe to run again."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        facts = read_server_facts(conn)
+        require_installable(facts)
+        paths = files.find_pg_config(facts.major, pg_config)
+        files.require_build_tools(paths)
+        files.require_writable(paths)
+        python_version = server_python_version(conn)
+        report = InstallReport(server=conn.info.host or "local socket")
+
+        # Every check passed: from here on, steps change the server.
+        progress("placing server-side Python code")
+        files.place_python_code(paths, python_version)
+        report.steps.append(f"server-side Python code in {paths.python_dir}")
+        files.place_extension_files(paths)
+        report.steps.append(f"extension files in {paths.extension_dir}")
+        progress("building the shim with PGXS")
+        files.build_shim(paths)
+        report.steps.append(f"shim built and installed as {paths.shim_library}")
+        if cluster.add_shim_to_preload(conn):
+            report.steps.append("pysafe added to shared_preload_libraries (ALTER SYSTEM)")
+        report.restart_needed = not facts.shim_loaded
+        databases = cluster.target_databases(conn)
+
+    for dbname in databases:
+        progress(f"extension in database {dbname}")
+        with cluster.connect_to(dsn, dbname) as db_conn:
+            report.databases[dbname] = cluster.ensure_extension(db_conn, __version__)
+    return report
+
+
+def uninstall(
+    dsn: str, pg_config: Path | None = None, progress: Progress = lambda _: None
+) -> InstallReport:
+    """Remove everything install added; the cluster is unrestricted at once."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        facts = read_server_facts(conn)
+        if not facts.is_superuser:
+            raise InstallError("pysafe uninstall must connect as a superuser.")
+        paths = files.find_pg_config(facts.major, pg_config)
+        files.require_writable(paths)
+        report = InstallReport(server=conn.info.host or "local socket")
+        reset = cluster.reset_pysafe_settings(conn)
+        if reset:
+            report.steps.append(f"ALTER SYSTEM RESET {', '.join(reset)}")
+        if cluster.remove_shim_from_preload(conn):
+            report.steps.append("pysafe removed from shared_preload_libraries")
+        conn.execute("SELECT pg_reload_conf()")
+        report.restart_needed = facts.shim_loaded
+        databases = cluster.target_databases(conn)
+
+    for dbname in databases:
+        progress(f"extension in database {dbname}")
+        with cluster.connect_to(dsn, dbname) as db_conn:
+            report.databases[dbname] = cluster.drop_extension(db_conn)
+    report.steps.extend(f"removed {path}" for path in files.remove_files(paths))
+    return report

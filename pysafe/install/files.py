@@ -1,0 +1,230 @@
+"""Place pysafe's files on the database host: server-side Python, extension files, shim."""
+
+from __future__ import annotations
+
+import compileall
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pysafe import __version__
+from pysafe.install.assets import PACKAGE_DIR, asset_dir
+from pysafe.install.errors import InstallError
+
+SHIM_NAME = "pysafe"
+PATH_PLACEHOLDER = "@PYSAFE_PYTHON_PATH@"
+
+
+@dataclass(frozen=True)
+class ServerPaths:
+    """Where the server looks for things, from its pg_config."""
+
+    pg_config: Path
+    major: int
+    sharedir: Path
+    pkglibdir: Path
+    pgxs: Path
+
+    @property
+    def python_dir(self) -> Path:
+        """The folder PL/Python imports pysafe and pglast from."""
+        return self.sharedir / "pysafe" / "python"
+
+    @property
+    def extension_dir(self) -> Path:
+        return self.sharedir / "extension"
+
+    @property
+    def shim_library(self) -> Path:
+        return self.pkglibdir / f"{SHIM_NAME}.so"
+
+    def extension_files(self) -> list[Path]:
+        return sorted(self.extension_dir.glob("pysafe.control")) + sorted(
+            self.extension_dir.glob("pysafe--*.sql")
+        )
+
+
+def pg_config_value(pg_config: Path, flag: str) -> str:
+    result = subprocess.run([str(pg_config), flag], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise InstallError(f"{pg_config} {flag} failed: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def pg_config_major(pg_config: Path) -> int:
+    """Major version from "PostgreSQL 15.18 (Debian ...)"."""
+    version = pg_config_value(pg_config, "--version").split()[1]
+    return int(version.split(".")[0])
+
+
+def find_pg_config(server_major: int, explicit: Path | None) -> ServerPaths:
+    """The pg_config of the server's major version: --pg-config, Debian's path, or PATH."""
+    candidates = (
+        [explicit]
+        if explicit
+        else [
+            Path(f"/usr/lib/postgresql/{server_major}/bin/pg_config"),
+            *([Path(p)] if (p := shutil.which("pg_config")) else []),
+        ]
+    )
+    seen = []
+    for candidate in candidates:
+        if not candidate.is_file() or not os.access(candidate, os.X_OK):
+            continue
+        major = pg_config_major(candidate)
+        seen.append(f"{candidate} ({major})")
+        if major == server_major:
+            return ServerPaths(
+                pg_config=candidate,
+                major=major,
+                sharedir=Path(pg_config_value(candidate, "--sharedir")),
+                pkglibdir=Path(pg_config_value(candidate, "--pkglibdir")),
+                pgxs=Path(pg_config_value(candidate, "--pgxs")),
+            )
+    found = ", ".join(seen) or "none"
+    raise InstallError(
+        f"no pg_config for PostgreSQL {server_major} (found: {found}); install "
+        f"postgresql-server-dev-{server_major} or pass --pg-config PATH."
+    )
+
+
+def require_build_tools(paths: ServerPaths) -> None:
+    """The shim is built with PGXS: it needs the server headers, make and a C compiler."""
+    if not paths.pgxs.is_file():
+        raise InstallError(
+            f"PGXS ({paths.pgxs}) is missing: install postgresql-server-dev-{paths.major}."
+        )
+    for tool in ("make", "gcc"):
+        if shutil.which(tool) is None:
+            raise InstallError(f"{tool} is not installed: install build-essential.")
+
+
+def require_writable(paths: ServerPaths) -> None:
+    for folder in (paths.sharedir, paths.pkglibdir):
+        if not os.access(folder, os.W_OK):
+            raise InstallError(
+                f"cannot write to {folder}: run install as root (or the owner of the "
+                "PostgreSQL installation) on the database host."
+            )
+
+
+def replace_dir(target: Path, fill: Callable[[Path], None]) -> None:
+    """Build a folder beside ``target`` and swap it in, so readers never see half of it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        fill(staging)
+        for path in [staging, *staging.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        old = target.with_name(f".{target.name}-old")
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+        staging.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def copy_package(source: Path, destination: Path) -> None:
+    shutil.copytree(source, destination, ignore=shutil.ignore_patterns("__pycache__", "_assets"))
+
+
+def copy_pglast(destination: Path, server_python: tuple[int, int]) -> None:
+    """pglast for the server's interpreter: ours if the versions match, else from PyPI."""
+    spec = importlib.util.find_spec("pglast")
+    if spec is not None and spec.origin and sys.version_info[:2] == server_python:
+        copy_package(Path(spec.origin).parent, destination / "pglast")
+        return
+    import pglast  # noqa: PLC0415 - its version pins the download
+
+    version = f"{server_python[0]}.{server_python[1]}"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            version,
+            "--target",
+            str(destination),
+            f"pglast=={pglast.__version__.lstrip('v')}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise InstallError(
+            f"could not fetch pglast for the server's Python {version}: "
+            f"{result.stderr.strip()[-400:]}; install pysafe from a Python {version} "
+            "environment, or give this host access to PyPI."
+        )
+
+
+def place_python_code(paths: ServerPaths, server_python: tuple[int, int]) -> None:
+    """Copy pysafe and pglast where PL/Python imports them, byte-compiled when we can."""
+
+    def fill(staging: Path) -> None:
+        copy_package(PACKAGE_DIR, staging / "pysafe")
+        copy_pglast(staging, server_python)
+        if sys.version_info[:2] == server_python:
+            compileall.compile_dir(staging, quiet=1)
+
+    replace_dir(paths.python_dir, fill)
+
+
+def render_extension_script(paths: ServerPaths) -> str:
+    template = asset_dir("sql") / f"pysafe--{__version__}.sql.in"
+    return template.read_text().replace(PATH_PLACEHOLDER, str(paths.python_dir))
+
+
+def place_extension_files(paths: ServerPaths) -> None:
+    paths.extension_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(asset_dir("sql") / "pysafe.control", paths.extension_dir / "pysafe.control")
+    script = paths.extension_dir / f"pysafe--{__version__}.sql"
+    script.write_text(render_extension_script(paths))
+    for path in paths.extension_files():
+        path.chmod(0o644)
+
+
+def build_shim(paths: ServerPaths) -> None:
+    """make install with PGXS, in a scratch copy so the package folder stays clean."""
+    with tempfile.TemporaryDirectory(prefix="pysafe-shim-") as scratch:
+        build_dir = Path(scratch) / "installer"
+        shutil.copytree(asset_dir("installer"), build_dir)
+        result = subprocess.run(
+            ["make", "-C", str(build_dir), f"PG_CONFIG={paths.pg_config}", "install"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if result.returncode != 0:
+        raise InstallError(
+            "building the pysafe shim failed; check that postgresql-server-dev-"
+            f"{paths.major} and build-essential are installed:\n{result.stderr[-2000:]}"
+        )
+
+
+def remove_files(paths: ServerPaths) -> list[str]:
+    """Remove everything install placed; returns what was removed."""
+    removed = []
+    if paths.python_dir.parent.exists():
+        shutil.rmtree(paths.python_dir.parent)
+        removed.append(str(paths.python_dir.parent))
+    for path in [*paths.extension_files(), paths.shim_library]:
+        if path.exists():
+            path.unlink()
+            removed.append(str(path))
+    return removed

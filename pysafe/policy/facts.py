@@ -1,0 +1,23 @@
+"""Catalog facts the policy needs but cannot read from the statement text."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+# Languages PostgreSQL ships as trusted; used when no server can be asked.
+KNOWN_TRUSTED_LANGUAGES = frozenset({"plpgsql", "sql", "plperl", "pltcl"})
+
+
+class CatalogFacts(Protocol):
+    """What the server knows: the server-side entry point asks pg_catalog."""
+
+    def language_is_trusted(self, name: str) -> bool | None:
+        """True/False from pg_language, None when the language does not exist."""
+        ...
+
+
+class OfflineFacts:
+    """Facts for offline checks: only PostgreSQL's own trusted languages."""
+
+    def language_is_trusted(self, name: str) -> bool | None:
+        return name.lower() in KNOWN_TRUSTED_LANGUAGES

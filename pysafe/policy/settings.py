@@ -1,0 +1,44 @@
+"""The policy settings, as the shim passes them (a bit mask) and as a dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Bits of the flags argument of pysafe.decide_utility; installer/pysafe.c has the same.
+BLOCK_DML = 0x01
+BLOCK_DDL = 0x02
+BLOCK_C_FUNCTIONS = 0x04
+BLOCK_ALL_C_FUNCTIONS = 0x08
+FORCE_READ_ONLY = 0x10
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """The pysafe.* settings that shape a decision; defaults follow SafeSession."""
+
+    block_dml: bool = True
+    block_ddl: bool = True
+    block_c_functions: bool = True
+    block_all_c_functions: bool = False
+    force_read_only: bool = True
+
+    @classmethod
+    def from_flags(cls, flags: int) -> PolicySettings:
+        """Decode the bit mask the shim passes."""
+        return cls(
+            block_dml=bool(flags & BLOCK_DML),
+            block_ddl=bool(flags & BLOCK_DDL),
+            block_c_functions=bool(flags & BLOCK_C_FUNCTIONS),
+            block_all_c_functions=bool(flags & BLOCK_ALL_C_FUNCTIONS),
+            force_read_only=bool(flags & FORCE_READ_ONLY),
+        )
+
+    def to_flags(self) -> int:
+        """Encode as the shim does."""
+        return (
+            (BLOCK_DML if self.block_dml else 0)
+            | (BLOCK_DDL if self.block_ddl else 0)
+            | (BLOCK_C_FUNCTIONS if self.block_c_functions else 0)
+            | (BLOCK_ALL_C_FUNCTIONS if self.block_all_c_functions else 0)
+            | (FORCE_READ_ONLY if self.force_read_only else 0)
+        )

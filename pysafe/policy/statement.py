@@ -1,0 +1,140 @@
+"""Decide whole statements: parse with pglast, check agreement with the server, apply rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pglast import ast, parse_sql
+from pglast.parser import ParseError
+
+from pysafe.policy import messages
+from pysafe.policy.facts import CatalogFacts, OfflineFacts
+from pysafe.policy.settings import PolicySettings
+from pysafe.policy.utility import (
+    DML_STATEMENTS,
+    decide_utility_node,
+    expected_command_tag,
+    select_writes,
+)
+from pysafe.policy.verdict import Verdict
+
+DML_COMMANDS: dict[type[ast.Node], str] = {
+    ast.InsertStmt: "INSERT",
+    ast.UpdateStmt: "UPDATE",
+    ast.DeleteStmt: "DELETE",
+    ast.MergeStmt: "MERGE",
+}
+
+
+@dataclass(frozen=True)
+class StatementVerdict:
+    """One statement of a text with what the policy says of it."""
+
+    text: str
+    verdict: Verdict
+
+
+def decide_query_node(stmt: ast.Node, settings: PolicySettings) -> Verdict:
+    """SELECT and DML: the rules the shim applies at ExecutorStart, for offline checks."""
+    if isinstance(stmt, DML_STATEMENTS):
+        if settings.block_dml:
+            command = DML_COMMANDS[type(stmt)]
+            return Verdict.refuse("dml", messages.DML.format(command=command))
+        return Verdict.allow("dml_allowed")
+    assert isinstance(stmt, ast.SelectStmt)
+    if stmt.intoClause is not None and settings.block_ddl:
+        return Verdict.refuse("create_table_as", messages.CREATE_TABLE_AS)
+    if settings.block_dml and select_writes(stmt):
+        return Verdict.refuse("modifying_cte", messages.MODIFYING_CTE)
+    if settings.block_dml and stmt.lockingClause:
+        return Verdict.refuse("row_locks", messages.ROW_LOCKS)
+    return Verdict.allow("select")
+
+
+def is_query(stmt: ast.Node) -> bool:
+    """Is this planned and executed rather than a utility statement?"""
+    return isinstance(stmt, (ast.SelectStmt, *DML_STATEMENTS))
+
+
+def decide_node(
+    stmt: ast.Node, command: str, settings: PolicySettings, facts: CatalogFacts
+) -> Verdict:
+    """Decide one parsed statement of any kind."""
+    if is_query(stmt):
+        return decide_query_node(stmt, settings)
+    return decide_utility_node(stmt, command, settings, facts)
+
+
+def decide_statement(
+    text: str,
+    server_tag: str,
+    settings: PolicySettings,
+    facts: CatalogFacts,
+) -> Verdict:
+    """The server-side decision for one utility statement.
+
+    ``text`` is the statement's own text and ``server_tag`` the command tag
+    the server gave it.  Fails closed: text that does not parse as exactly one
+    statement, or an allowed statement whose kind disagrees with the
+    server's, is refused.
+    """
+    try:
+        parsed = parse_sql(text)
+    except ParseError as error:
+        return Verdict.refuse(
+            "unparsable",
+            messages.UNPARSABLE.format(command=server_tag),
+            f"pglast could not parse the statement: {error}",
+        )
+    if len(parsed) != 1:
+        return Verdict.refuse(
+            "unparsable",
+            messages.UNPARSABLE.format(command=server_tag),
+            f"pglast found {len(parsed)} statements where the server ran one.",
+        )
+    stmt = parsed[0].stmt
+    if stmt is None:
+        return Verdict.refuse("unparsable", messages.UNPARSABLE.format(command=server_tag))
+    verdict = decide_node(stmt, server_tag, settings, facts)
+    if verdict.allowed:
+        expected = expected_command_tag(stmt)
+        if (expected is None and settings.block_ddl) or (
+            expected is not None and expected != server_tag
+        ):
+            return Verdict.refuse(
+                "parser_disagreement",
+                messages.UNPARSABLE.format(command=server_tag),
+                f"pglast read {type(stmt).__name__} where the server parsed {server_tag}.",
+            )
+    return verdict
+
+
+def statement_texts(text: str, parsed: tuple[ast.RawStmt, ...]) -> list[str]:
+    """Cut a text into its statements using pglast's byte offsets."""
+    encoded = text.encode()
+    pieces = []
+    for raw in parsed:
+        start = raw.stmt_location or 0
+        end = start + raw.stmt_len if raw.stmt_len else len(encoded)
+        pieces.append(encoded[start:end].decode().strip())
+    return pieces
+
+
+def decide_text(
+    text: str,
+    settings: PolicySettings | None = None,
+    facts: CatalogFacts | None = None,
+) -> list[StatementVerdict]:
+    """What the policy does with each statement of a text (``pysafe check``).
+
+    Raises :class:`pglast.parser.ParseError` for text that does not parse.
+    """
+    settings = settings or PolicySettings()
+    facts = facts or OfflineFacts()
+    parsed = parse_sql(text)
+    results = []
+    for raw, piece in zip(parsed, statement_texts(text, parsed), strict=True):
+        assert raw.stmt is not None
+        command = type(raw.stmt).__name__
+        results.append(StatementVerdict(piece, decide_node(raw.stmt, command, settings, facts)))
+    return results

@@ -1,0 +1,292 @@
+"""Rules for utility statements (everything but SELECT and DML), one pglast node at a time."""
+
+from __future__ import annotations
+
+from pglast import ast
+from pglast.enums.parsenodes import (
+    DiscardMode,
+    TransactionStmtKind,
+    VariableSetKind,
+)
+
+from pysafe.policy import messages
+from pysafe.policy.facts import CatalogFacts
+from pysafe.policy.settings import PolicySettings
+from pysafe.policy.verdict import Verdict
+
+# Settings whose change could lift read-only; installer/pysafe.c has the same list.
+PROTECTED_SETTINGS = frozenset({"default_transaction_read_only", "transaction_read_only"})
+PYSAFE_PREFIX = "pysafe."
+
+# LOCK modes up to ROW SHARE take no lock a writer needs (lockdefs.h numbering).
+ROW_SHARE_LOCK = 2
+
+# Statements that read, or only touch session state; allowed under block_ddl.
+SESSION_STATEMENTS: dict[type[ast.Node], str] = {
+    ast.VariableShowStmt: "show",
+    ast.ListenStmt: "listen",
+    ast.UnlistenStmt: "listen",
+    ast.NotifyStmt: "notify",
+    ast.DeclareCursorStmt: "cursor",
+    ast.FetchStmt: "cursor",
+    ast.ClosePortalStmt: "cursor",
+    ast.PrepareStmt: "prepared_statement",
+    ast.ExecuteStmt: "prepared_statement",
+    ast.DeallocateStmt: "prepared_statement",
+    ast.DiscardStmt: "discard",
+    ast.CallStmt: "call",
+}
+
+PRIVILEGE_STATEMENTS = (
+    ast.GrantStmt,
+    ast.GrantRoleStmt,
+    ast.AlterDefaultPrivilegesStmt,
+    ast.AlterOwnerStmt,
+)
+
+TWO_PHASE_KINDS = frozenset(
+    {
+        TransactionStmtKind.TRANS_STMT_PREPARE,
+        TransactionStmtKind.TRANS_STMT_COMMIT_PREPARED,
+        TransactionStmtKind.TRANS_STMT_ROLLBACK_PREPARED,
+    }
+)
+
+DML_STATEMENTS = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)
+
+
+def parse_bool(text: str) -> bool | None:
+    """PostgreSQL's parse_bool: unique prefixes of true/false/yes/no, on/off, 1/0."""
+    value = text.strip().lower()
+    if not value:
+        return None
+    if "true".startswith(value) or "yes".startswith(value) or value in ("on", "1"):
+        return True
+    if "false".startswith(value) or "no".startswith(value) or value in ("of", "off", "0"):
+        return False
+    return None
+
+
+def constant_text(node: object) -> str | None:
+    """The text of a constant SET argument, as PostgreSQL flattens it."""
+    if isinstance(node, ast.A_Const) and not node.isnull:
+        value = node.val
+        if isinstance(value, ast.String):
+            return value.sval
+        if isinstance(value, ast.Integer):
+            return str(value.ival)
+        if isinstance(value, ast.Boolean):
+            return "true" if value.boolval else "false"
+    if isinstance(node, ast.String):
+        return node.sval
+    return None
+
+
+def requests_read_write(options: tuple[ast.Node, ...] | None) -> bool:
+    """Do transaction options (BEGIN, SET TRANSACTION ...) ask for READ WRITE?"""
+    for option in options or ():
+        if (
+            isinstance(option, ast.DefElem)
+            and option.defname == "transaction_read_only"
+            and parse_bool(constant_text(option.arg) or "") is not True
+        ):
+            return True
+    return False
+
+
+def decide_set(stmt: ast.VariableSetStmt) -> Verdict:
+    """SET/RESET: read-only settings may only be set to on; pysafe's not at all."""
+    kind = stmt.kind
+    if kind == VariableSetKind.VAR_RESET_ALL:
+        # RESET ALL is harmless: the shim re-forces read-only at every statement.
+        return Verdict.allow("session_setting")
+    if kind == VariableSetKind.VAR_SET_MULTI:
+        if requests_read_write(stmt.args):
+            return Verdict.refuse("read_only_settings", messages.READ_ONLY_SETTINGS)
+        return Verdict.allow("session_setting")
+    name = (stmt.name or "").lower()
+    if name.startswith(PYSAFE_PREFIX):
+        return Verdict.refuse("pysafe_settings", messages.PYSAFE_SETTINGS)
+    if name in PROTECTED_SETTINGS:
+        args = stmt.args or ()
+        sets_on = (
+            kind == VariableSetKind.VAR_SET_VALUE
+            and len(args) == 1
+            and parse_bool(constant_text(args[0]) or "") is True
+        )
+        if sets_on:
+            return Verdict.allow("session_setting")
+        return Verdict.refuse(
+            "read_only_settings",
+            messages.READ_ONLY_SETTINGS,
+            f"{name} may only be set to on.",
+        )
+    return Verdict.allow("session_setting")
+
+
+def decide_transaction(stmt: ast.TransactionStmt, settings: PolicySettings) -> Verdict:
+    """Transaction control passes, except READ WRITE and two-phase commit."""
+    if stmt.kind in TWO_PHASE_KINDS and settings.block_ddl:
+        return Verdict.refuse("two_phase_commit", messages.TWO_PHASE)
+    if requests_read_write(stmt.options):
+        return Verdict.refuse("read_only_settings", messages.READ_ONLY_SETTINGS)
+    return Verdict.allow("transaction_control")
+
+
+def select_writes(stmt: ast.SelectStmt) -> bool:
+    """Does a SELECT carry a data-modifying WITH clause?"""
+    ctes = stmt.withClause.ctes if stmt.withClause is not None else ()
+    return any(
+        isinstance(cte, ast.CommonTableExpr) and isinstance(cte.ctequery, DML_STATEMENTS)
+        for cte in ctes or ()
+    )
+
+
+def explain_is_analyze(stmt: ast.ExplainStmt) -> bool:
+    """Is ANALYZE among the EXPLAIN options (and not switched off)?"""
+    for option in stmt.options or ():
+        if isinstance(option, ast.DefElem) and option.defname == "analyze":
+            value = constant_text(option.arg)
+            return value is None or parse_bool(value) is not False
+    return False
+
+
+def decide_explain(stmt: ast.ExplainStmt, settings: PolicySettings) -> Verdict:
+    """Plain EXPLAIN passes; EXPLAIN ANALYZE must not run a writing statement."""
+    if not explain_is_analyze(stmt):
+        return Verdict.allow("explain")
+    query = stmt.query
+    writes_data = isinstance(query, DML_STATEMENTS) or (
+        isinstance(query, ast.SelectStmt) and select_writes(query)
+    )
+    creates_table = isinstance(query, ast.CreateTableAsStmt) or (
+        isinstance(query, ast.SelectStmt) and query.intoClause is not None
+    )
+    if (writes_data and settings.block_dml) or (creates_table and settings.block_ddl):
+        return Verdict.refuse("explain_analyze_write", messages.EXPLAIN_ANALYZE_WRITE)
+    return Verdict.allow("explain")
+
+
+def decide_copy(stmt: ast.CopyStmt, settings: PolicySettings) -> Verdict:
+    """COPY TO the client passes; COPY FROM, TO PROGRAM and TO a server file do not."""
+    if stmt.is_from:
+        if settings.block_dml:
+            return Verdict.refuse("copy_from", messages.COPY_FROM)
+        return Verdict.allow("copy_from")
+    if stmt.is_program and settings.block_ddl:
+        return Verdict.refuse("copy_to_program", messages.COPY_TO_PROGRAM)
+    if stmt.filename is not None and settings.block_ddl:
+        return Verdict.refuse("copy_to_file", messages.COPY_TO_FILE)
+    return Verdict.allow("copy_to")
+
+
+def do_language(stmt: ast.DoStmt) -> str:
+    """The language of a DO block; plpgsql unless named."""
+    for arg in stmt.args or ():
+        if isinstance(arg, ast.DefElem) and arg.defname == "language":
+            return constant_text(arg.arg) or "plpgsql"
+    return "plpgsql"
+
+
+def decide_do(stmt: ast.DoStmt, settings: PolicySettings, facts: CatalogFacts) -> Verdict:
+    """DO in a trusted language passes (its statements are checked as they run)."""
+    language = do_language(stmt)
+    if settings.block_c_functions and facts.language_is_trusted(language) is not True:
+        return Verdict.refuse(
+            "untrusted_do", messages.UNTRUSTED_DO, f"Language {language} is not trusted."
+        )
+    return Verdict.allow("do_block")
+
+
+def decide_ddl_category(stmt: ast.Node, command: str) -> Verdict:
+    """Statements under block_ddl that are not on the allow-list."""
+    if isinstance(stmt, PRIVILEGE_STATEMENTS):
+        return Verdict.refuse("privileges", messages.PRIVILEGES)
+    if isinstance(stmt, ast.VacuumStmt):
+        return Verdict.refuse("vacuum", messages.VACUUM)
+    if isinstance(stmt, ast.CreateTableAsStmt):
+        return Verdict.refuse("create_table_as", messages.CREATE_TABLE_AS)
+    return Verdict.refuse("utility", messages.UTILITY, f"{command} is not on pysafe's allow-list.")
+
+
+def decide_utility_node(
+    stmt: ast.Node, command: str, settings: PolicySettings, facts: CatalogFacts
+) -> Verdict:
+    """Decide one parsed utility statement; ``command`` names it in messages."""
+    if isinstance(stmt, ast.VariableSetStmt):
+        return decide_set(stmt)
+    if isinstance(stmt, ast.TransactionStmt):
+        return decide_transaction(stmt, settings)
+    if isinstance(stmt, ast.ExplainStmt):
+        return decide_explain(stmt, settings)
+    if isinstance(stmt, ast.CopyStmt):
+        return decide_copy(stmt, settings)
+    if isinstance(stmt, ast.DoStmt):
+        return decide_do(stmt, settings, facts)
+    if type(stmt) in SESSION_STATEMENTS:
+        return Verdict.allow(SESSION_STATEMENTS[type(stmt)])
+    if isinstance(stmt, ast.LockStmt):
+        if (stmt.mode or 0) > ROW_SHARE_LOCK and settings.block_ddl:
+            return Verdict.refuse("lock", messages.LOCKS)
+        return Verdict.allow("lock")
+    if not settings.block_ddl:
+        return Verdict.allow("ddl_allowed")
+    return decide_ddl_category(stmt, command)
+
+
+def expected_command_tag(stmt: ast.Node) -> str | None:
+    """The command tag the server gives an allowed statement, or None if not tracked.
+
+    An allowed verdict stands only if the server parsed the same kind of
+    statement; see :func:`pysafe.policy.statement.decide_statement`.
+    """
+    if isinstance(stmt, ast.TransactionStmt):
+        return TRANSACTION_TAGS.get(stmt.kind) if stmt.kind is not None else None
+    if isinstance(stmt, ast.VariableSetStmt):
+        resets = (VariableSetKind.VAR_RESET, VariableSetKind.VAR_RESET_ALL)
+        return "RESET" if stmt.kind in resets else "SET"
+    if isinstance(stmt, ast.FetchStmt):
+        return "MOVE" if stmt.ismove else "FETCH"
+    if isinstance(stmt, ast.ClosePortalStmt):
+        return "CLOSE CURSOR" if stmt.portalname else "CLOSE CURSOR ALL"
+    if isinstance(stmt, ast.DeallocateStmt):
+        return "DEALLOCATE" if stmt.name else "DEALLOCATE ALL"
+    if isinstance(stmt, ast.DiscardStmt):
+        return DISCARD_TAGS.get(stmt.target) if stmt.target is not None else None
+    return SIMPLE_TAGS.get(type(stmt))
+
+
+TRANSACTION_TAGS = {
+    TransactionStmtKind.TRANS_STMT_BEGIN: "BEGIN",
+    TransactionStmtKind.TRANS_STMT_START: "START TRANSACTION",
+    TransactionStmtKind.TRANS_STMT_COMMIT: "COMMIT",
+    TransactionStmtKind.TRANS_STMT_ROLLBACK: "ROLLBACK",
+    TransactionStmtKind.TRANS_STMT_SAVEPOINT: "SAVEPOINT",
+    TransactionStmtKind.TRANS_STMT_RELEASE: "RELEASE",
+    TransactionStmtKind.TRANS_STMT_ROLLBACK_TO: "ROLLBACK",
+    TransactionStmtKind.TRANS_STMT_PREPARE: "PREPARE TRANSACTION",
+    TransactionStmtKind.TRANS_STMT_COMMIT_PREPARED: "COMMIT PREPARED",
+    TransactionStmtKind.TRANS_STMT_ROLLBACK_PREPARED: "ROLLBACK PREPARED",
+}
+
+DISCARD_TAGS = {
+    DiscardMode.DISCARD_ALL: "DISCARD ALL",
+    DiscardMode.DISCARD_PLANS: "DISCARD PLANS",
+    DiscardMode.DISCARD_TEMP: "DISCARD TEMP",
+    DiscardMode.DISCARD_SEQUENCES: "DISCARD SEQUENCES",
+}
+
+SIMPLE_TAGS: dict[type[ast.Node], str] = {
+    ast.VariableShowStmt: "SHOW",
+    ast.ListenStmt: "LISTEN",
+    ast.UnlistenStmt: "UNLISTEN",
+    ast.NotifyStmt: "NOTIFY",
+    ast.DeclareCursorStmt: "DECLARE CURSOR",
+    ast.PrepareStmt: "PREPARE",
+    ast.ExecuteStmt: "EXECUTE",
+    ast.DoStmt: "DO",
+    ast.CallStmt: "CALL",
+    ast.ExplainStmt: "EXPLAIN",
+    ast.CopyStmt: "COPY",
+    ast.LockStmt: "LOCK TABLE",
+}
