@@ -1,0 +1,98 @@
+"""Who is restricted: the session user, or a member of a listed role; never a superuser."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import Server, attempt_on
+
+INSERT = "INSERT INTO accounts VALUES (900, 1)"
+
+
+
+
+@pytest.mark.parametrize(
+    ("user", "restricted"),
+    [
+        ("reporting", True),  # listed
+        ('"Report Team"', True),  # listed as a quoted identifier
+        ("analyst", True),  # member through team_mid, two levels down
+        ("reporting_with_power", True),  # member of a superuser role, but not one itself
+        ("writer", False),  # not listed
+        ("boss", False),  # superuser member of reporting: superusers never are
+        ("postgres", False),
+    ],
+)
+def test_who_is_restricted(server: Server, user: str, restricted: bool) -> None:
+    login = user.strip('"')
+    with server.connect(login) as conn:
+        row = conn.execute("SELECT pysafe.session_is_restricted()").fetchone()
+        assert row is not None and row[0] is restricted
+        refusal = attempt_on(conn, "BEGIN", INSERT, "ROLLBACK")
+    if restricted:
+        assert refusal is not None and refusal.sqlstate == "25006"
+    else:
+        assert refusal is None
+
+
+def test_unknown_names_in_the_list_are_ignored(server: Server) -> None:
+    # The fixture list has "nobody_here", which does not exist; the others still count.
+    assert server.admin("SHOW pysafe.roles")[0][0].endswith("nobody_here")
+    server.assert_refused("reporting", INSERT, message="cannot execute INSERT in a read-only session")
+
+
+def test_set_role_does_not_escape(server: Server) -> None:
+    server.assert_refused("reporting_with_power", "SET ROLE power", INSERT)
+    server.assert_refused("reporting_with_power", "SET ROLE power", "CREATE TABLE escape (x int)")
+
+
+def test_security_definer_does_not_escape(server: Server) -> None:
+    server.assert_refused(
+        "reporting", "SELECT definer_insert()",
+        message="cannot execute INSERT in a read-only session",
+    )
+
+
+def test_set_session_authorization_from_superuser_login_is_restricted(server: Server) -> None:
+    """The app-per-user pattern: a superuser login switches to each end user's role."""
+    with server.connect("app_login") as conn:
+        assert attempt_on(conn, "SET SESSION AUTHORIZATION reporting") is None
+        row = conn.execute("SELECT pysafe.session_is_restricted()").fetchone()
+        assert row is not None and row[0] is True
+        before = server.fingerprint()
+        refusal = attempt_on(conn, INSERT)
+        assert refusal is not None and refusal.sqlstate == "25006"
+        refusal = attempt_on(conn, "CREATE TABLE escape (x int)")
+        assert refusal is not None and refusal.sqlstate == "25006"
+        refusal = attempt_on(conn, "SET ROLE app_login")
+        refusal = attempt_on(conn, INSERT)
+        assert refusal is not None and refusal.sqlstate == "25006"
+        assert server.fingerprint() == before
+        # Switching back to the login's own identity lifts the restriction.
+        assert attempt_on(conn, "RESET SESSION AUTHORIZATION") is None
+        row = conn.execute("SELECT pysafe.session_is_restricted()").fetchone()
+        assert row is not None and row[0] is False
+
+
+def test_open_sessions_obey_a_new_list_at_their_next_statement(settings: Server) -> None:
+    with settings.connect("writer") as conn:
+        assert attempt_on(conn, "BEGIN", INSERT, "ROLLBACK") is None
+        settings.set_settings(roles="writer")
+        settings.wait_for_setting("roles", "writer", conn)
+        refusal = attempt_on(conn, INSERT)
+        assert refusal is not None and refusal.sqlstate == "25006"
+    with settings.connect("reporting") as conn:
+        # reporting is no longer listed: its session is unrestricted.
+        assert attempt_on(conn, "BEGIN", INSERT, "ROLLBACK") is None
+
+
+def test_membership_granted_later_takes_effect(server: Server) -> None:
+    server.admin("CREATE ROLE late_joiner LOGIN IN ROLE can_write")
+    try:
+        with server.connect("late_joiner") as conn:
+            assert attempt_on(conn, "BEGIN", INSERT, "ROLLBACK") is None
+            server.admin("GRANT reporting TO late_joiner")
+            refusal = attempt_on(conn, INSERT)
+            assert refusal is not None and refusal.sqlstate == "25006"
+    finally:
+        server.admin("DROP ROLE late_joiner")
