@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from pysafe.install import install
-from tests.support import RESTRICTED_ROLES_SETTING, Server, create_fixture_objects
 from pysafe.localcluster import LocalCluster
+from tests.support import RESTRICTED_ROLES_SETTING, Server, create_fixture_objects
 
 
 @pytest.fixture(scope="session")

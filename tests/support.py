@@ -64,23 +64,39 @@ CREATE FUNCTION py_stable() RETURNS int LANGUAGE plpython3u STABLE AS $$return 1
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO PUBLIC;
 """
 
-# What a write could change: table data, sequences, the catalogs DDL, GRANT, ANALYZE
-# and VACUUM touch.  The test cluster runs without autovacuum, so these stay put.
-FINGERPRINT_SQL = """
-SELECT md5(concat_ws('|',
-  (SELECT string_agg(id || ':' || balance, ',' ORDER BY id) FROM accounts),
-  (SELECT last_value || ':' || is_called FROM ticket_seq),
-  (SELECT count(*) FROM pg_class), (SELECT count(*) FROM pg_proc),
-  (SELECT count(*) FROM pg_namespace), (SELECT count(*) FROM pg_largeobject_metadata),
-  (SELECT string_agg(relname || ':' || relacl::text, ',' ORDER BY relname)
-     FROM pg_class WHERE relnamespace = 'public'::regnamespace),
-  (SELECT count(*) FROM pg_db_role_setting), (SELECT count(*) FROM pg_authid),
-  (SELECT count(*) FROM pg_auth_members), (SELECT count(*) FROM pg_statistic),
-  (SELECT string_agg(relname || ':' || relfrozenxid || ':' || relallvisible, ','
-                     ORDER BY relname)
-     FROM pg_class WHERE relnamespace = 'public'::regnamespace)
-))
+# What a write could change: every user table and sequence, and the catalogs DDL,
+# GRANT, ANALYZE and VACUUM touch.  The test cluster runs without autovacuum, so
+# these stay put unless someone writes.  Created by the superuser in each database.
+FINGERPRINT_FUNCTION = r"""
+CREATE FUNCTION public.test_fingerprint() RETURNS text LANGUAGE plpgsql AS $fp$
+DECLARE
+  rel regclass;
+  part text;
+  acc text := '';
+BEGIN
+  FOR rel IN
+    SELECT c.oid::regclass FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'S', 'm') AND n.nspname NOT LIKE 'pg\_%'
+      AND n.nspname <> 'information_schema'
+    ORDER BY c.oid::regclass::text
+  LOOP
+    EXECUTE format('SELECT md5(coalesce(string_agg(row(t.*)::text, %L ORDER BY row(t.*)::text),'
+                   ' %L)) FROM %s t', '|', '', rel) INTO part;
+    acc := acc || rel::text || '=' || part || ';';
+  END LOOP;
+  RETURN md5(concat_ws('|', acc,
+    (SELECT count(*) FROM pg_class), (SELECT count(*) FROM pg_proc),
+    (SELECT count(*) FROM pg_namespace), (SELECT count(*) FROM pg_largeobject_metadata),
+    (SELECT count(*) FROM pg_db_role_setting), (SELECT count(*) FROM pg_authid),
+    (SELECT count(*) FROM pg_auth_members), (SELECT count(*) FROM pg_statistic),
+    (SELECT string_agg(relname || ':' || coalesce(relacl::text, '') || ':' || relfrozenxid
+                       || ':' || relallvisible, ',' ORDER BY relname)
+       FROM pg_class WHERE relnamespace = 'public'::regnamespace)));
+END
+$fp$;
+REVOKE ALL ON FUNCTION public.test_fingerprint() FROM PUBLIC;
 """
+FINGERPRINT_SQL = "SELECT public.test_fingerprint()"
 
 
 @dataclass
@@ -119,8 +135,11 @@ class Server:
 
     def reset_settings(self) -> None:
         defaults = {
-            "block_dml": "on", "block_ddl": "on", "block_c_functions": "on",
-            "block_all_c_functions": "off", "force_read_only": "on",
+            "block_dml": "on",
+            "block_ddl": "on",
+            "block_c_functions": "on",
+            "block_all_c_functions": "off",
+            "force_read_only": "on",
         }
         with self.connect() as conn:
             for name in defaults:
@@ -130,7 +149,9 @@ class Server:
             self.wait_for_setting(name, value)
         self.set_settings(roles=RESTRICTED_ROLES_SETTING)
 
-    def wait_for_setting(self, name: str, value: str, conn: psycopg.Connection | None = None) -> None:
+    def wait_for_setting(
+        self, name: str, value: str, conn: psycopg.Connection | None = None
+    ) -> None:
         deadline = time.monotonic() + 10
         while True:
             if conn is None:
@@ -176,6 +197,11 @@ def attempt_on(conn: psycopg.Connection, *statements: str) -> Refusal | None:
                 with conn.cursor().copy(statement) as copy:
                     copy.write_row((70, 1))
                 continue
+            if statement.upper().endswith("TO STDOUT"):
+                with conn.cursor().copy(statement) as copy:
+                    for _ in copy:
+                        pass
+                continue
             cursor = conn.execute(statement)
             if cursor.description:
                 cursor.fetchall()
@@ -191,6 +217,7 @@ def quote_literal(value: str) -> str:
 def create_fixture_objects(server: Server) -> None:
     with server.connect() as conn:
         conn.execute(FIXTURE_SQL)
+        conn.execute(FINGERPRINT_FUNCTION)
 
 
 def writes_as_unrestricted(server: Server, *statements: str) -> None:

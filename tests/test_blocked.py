@@ -21,27 +21,57 @@ BLOCKED: list[tuple[str, tuple[str, ...], str]] = [
     ("insert", ("INSERT INTO accounts VALUES (50, 1)",), DML.format("INSERT")),
     ("update", ("UPDATE accounts SET balance = 0",), DML.format("UPDATE")),
     ("delete", ("DELETE FROM accounts",), DML.format("DELETE")),
-    ("merge", ("MERGE INTO accounts a USING (SELECT 1 AS id) s ON a.id = s.id "
-               "WHEN MATCHED THEN UPDATE SET balance = 0",), DML.format("MERGE")),
-    ("insert_on_conflict", ("INSERT INTO accounts VALUES (1, 0) ON CONFLICT (id) "
-                            "DO UPDATE SET balance = 0",), DML.format("INSERT")),
-    ("cte_delete", ("WITH gone AS (DELETE FROM accounts RETURNING id) SELECT count(*) FROM gone",),
-     "cannot execute a data-modifying WITH clause in a read-only session"),
-    ("cte_insert_in_insert", ("WITH x AS (INSERT INTO accounts VALUES (51, 1) RETURNING id) "
-                              "INSERT INTO accounts SELECT id + 1, 1 FROM x",), DML.format("INSERT")),
+    (
+        "merge",
+        (
+            "MERGE INTO accounts a USING (SELECT 1 AS id) s ON a.id = s.id "
+            "WHEN MATCHED THEN UPDATE SET balance = 0",
+        ),
+        DML.format("MERGE"),
+    ),
+    (
+        "insert_on_conflict",
+        ("INSERT INTO accounts VALUES (1, 0) ON CONFLICT (id) DO UPDATE SET balance = 0",),
+        DML.format("INSERT"),
+    ),
+    (
+        "cte_delete",
+        ("WITH gone AS (DELETE FROM accounts RETURNING id) SELECT count(*) FROM gone",),
+        "cannot execute a data-modifying WITH clause in a read-only session",
+    ),
+    (
+        "cte_insert_in_insert",
+        (
+            "WITH x AS (INSERT INTO accounts VALUES (51, 1) RETURNING id) "
+            "INSERT INTO accounts SELECT id + 1, 1 FROM x",
+        ),
+        DML.format("INSERT"),
+    ),
     ("plpgsql_function", ("SELECT invoker_insert()",), DML.format("INSERT")),
     ("sql_function", ("SELECT sql_delete()",), DML.format("DELETE")),
     ("security_definer", ("SELECT definer_insert()",), DML.format("INSERT")),
     ("do_block", ("DO $$BEGIN UPDATE accounts SET balance = 0; END$$",), DML.format("UPDATE")),
-    ("do_block_dynamic", ("DO $$BEGIN EXECUTE 'DELETE FROM accounts'; END$$",),
-     DML.format("DELETE")),
+    (
+        "do_block_dynamic",
+        ("DO $$BEGIN EXECUTE 'DELETE FROM accounts'; END$$",),
+        DML.format("DELETE"),
+    ),
     ("procedure", ("CALL writing_proc()",), DML.format("UPDATE")),
-    ("prepared", ("PREPARE ins AS INSERT INTO accounts VALUES (52, 1)", "EXECUTE ins"),
-     DML.format("INSERT")),
-    ("select_for_update", ("SELECT * FROM accounts FOR UPDATE",),
-     "cannot execute SELECT FOR UPDATE/SHARE in a read-only session"),
-    ("explain_analyze_insert", ("EXPLAIN ANALYZE INSERT INTO accounts VALUES (53, 1)",),
-     "cannot execute EXPLAIN ANALYZE of a writing statement in a read-only session"),
+    (
+        "prepared",
+        ("PREPARE ins AS INSERT INTO accounts VALUES (52, 1)", "EXECUTE ins"),
+        DML.format("INSERT"),
+    ),
+    (
+        "select_for_update",
+        ("SELECT * FROM accounts FOR UPDATE",),
+        "cannot execute SELECT FOR UPDATE/SHARE in a read-only session",
+    ),
+    (
+        "explain_analyze_insert",
+        ("EXPLAIN ANALYZE INSERT INTO accounts VALUES (53, 1)",),
+        "cannot execute EXPLAIN ANALYZE of a writing statement in a read-only session",
+    ),
     ("copy_from", ("COPY accounts FROM STDIN",), "cannot execute COPY FROM in a read-only session"),
     ("truncate", ("TRUNCATE accounts",), UTILITY),
     # DDL: everything outside the allow-list
@@ -50,30 +80,60 @@ BLOCKED: list[tuple[str, tuple[str, ...], str]] = [
     ("alter_table", ("ALTER TABLE accounts ADD COLUMN note text",), UTILITY),
     ("drop_view", ("DROP VIEW rich",), UTILITY),
     ("create_index", ("CREATE INDEX ON accounts (balance)",), UTILITY),
-    ("create_function", ("CREATE FUNCTION f_new() RETURNS int LANGUAGE sql AS 'SELECT 1'",),
-     UTILITY),
+    (
+        "create_function",
+        ("CREATE FUNCTION f_new() RETURNS int LANGUAGE sql AS 'SELECT 1'",),
+        UTILITY,
+    ),
     ("comment", ("COMMENT ON TABLE accounts IS 'x'",), UTILITY),
     ("create_schema", ("CREATE SCHEMA s_new",), UTILITY),
-    ("create_table_as", ("CREATE TABLE t_copy AS SELECT * FROM accounts",),
-     "cannot execute CREATE TABLE AS in a read-only session"),
-    ("select_into", ("SELECT * INTO t_into FROM accounts",),
-     "cannot execute CREATE TABLE AS in a read-only session"),
-    ("create_matview", ("CREATE MATERIALIZED VIEW mv AS SELECT * FROM accounts",),
-     "cannot execute CREATE TABLE AS in a read-only session"),
-    ("explain_analyze_ctas", ("EXPLAIN ANALYZE CREATE TABLE t_ex AS SELECT 1",),
-     "cannot execute EXPLAIN ANALYZE of a writing statement in a read-only session"),
-    ("grant", ("GRANT SELECT ON accounts TO PUBLIC",),
-     "cannot execute privilege changes in a read-only session"),
-    ("revoke", ("REVOKE SELECT ON accounts FROM writer",),
-     "cannot execute privilege changes in a read-only session"),
+    (
+        "create_table_as",
+        ("CREATE TABLE t_copy AS SELECT * FROM accounts",),
+        "cannot execute CREATE TABLE AS in a read-only session",
+    ),
+    (
+        "select_into",
+        ("SELECT * INTO t_into FROM accounts",),
+        "cannot execute CREATE TABLE AS in a read-only session",
+    ),
+    (
+        "create_matview",
+        ("CREATE MATERIALIZED VIEW mv AS SELECT * FROM accounts",),
+        "cannot execute CREATE TABLE AS in a read-only session",
+    ),
+    (
+        "explain_analyze_ctas",
+        ("EXPLAIN ANALYZE CREATE TABLE t_ex AS SELECT 1",),
+        "cannot execute EXPLAIN ANALYZE of a writing statement in a read-only session",
+    ),
+    (
+        "grant",
+        ("GRANT SELECT ON accounts TO PUBLIC",),
+        "cannot execute privilege changes in a read-only session",
+    ),
+    (
+        "revoke",
+        ("REVOKE SELECT ON accounts FROM writer",),
+        "cannot execute privilege changes in a read-only session",
+    ),
     ("vacuum", ("VACUUM accounts",), "cannot execute VACUUM/ANALYZE in a read-only session"),
     ("analyze", ("ANALYZE accounts",), "cannot execute VACUUM/ANALYZE in a read-only session"),
-    ("lock_exclusive", ("BEGIN", "LOCK accounts IN ACCESS EXCLUSIVE MODE"),
-     "cannot acquire exclusive locks in a read-only session"),
-    ("lock_row_exclusive", ("BEGIN", "LOCK accounts IN ROW EXCLUSIVE MODE"),
-     "cannot acquire exclusive locks in a read-only session"),
-    ("copy_to_program", ("COPY accounts TO PROGRAM 'cat > /dev/null'",),
-     "cannot execute COPY TO PROGRAM in a read-only session"),
+    (
+        "lock_exclusive",
+        ("BEGIN", "LOCK accounts IN ACCESS EXCLUSIVE MODE"),
+        "cannot acquire exclusive locks in a read-only session",
+    ),
+    (
+        "lock_row_exclusive",
+        ("BEGIN", "LOCK accounts IN ROW EXCLUSIVE MODE"),
+        "cannot acquire exclusive locks in a read-only session",
+    ),
+    (
+        "copy_to_program",
+        ("COPY accounts TO PROGRAM 'cat > /dev/null'",),
+        "cannot execute COPY TO PROGRAM in a read-only session",
+    ),
     ("ddl_in_do", ("DO $$BEGIN EXECUTE 'CREATE TABLE t_do (x int)'; END$$",), UTILITY),
     # Functions with side effects
     ("c_volatile", ("SELECT c_volatile()",), FUNCTIONS),
@@ -88,32 +148,54 @@ BLOCKED: list[tuple[str, tuple[str, ...], str]] = [
     ("set_local_ro_off", ("BEGIN", "SET LOCAL transaction_read_only = off"), SETTINGS),
     ("set_quoted_name", ('SET "Default_Transaction_Read_Only" = false',), SETTINGS),
     ("set_transaction_rw", ("BEGIN", "SET TRANSACTION READ WRITE"), SETTINGS),
-    ("session_characteristics_rw", ("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",),
-     SETTINGS),
+    (
+        "session_characteristics_rw",
+        ("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",),
+        SETTINGS,
+    ),
     ("begin_read_write", ("BEGIN READ WRITE",), SETTINGS),
-    ("start_transaction_rw", ("START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE",),
-     SETTINGS),
-    ("prepare_transaction", ("BEGIN", "PREPARE TRANSACTION 'x'"),
-     "cannot execute two-phase commit statements in a read-only session"),
+    (
+        "start_transaction_rw",
+        ("START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE",),
+        SETTINGS,
+    ),
+    (
+        "prepare_transaction",
+        ("BEGIN", "PREPARE TRANSACTION 'x'"),
+        "cannot execute two-phase commit statements in a read-only session",
+    ),
     ("alter_system", ("ALTER SYSTEM SET pysafe.roles = ''",), UTILITY),
-    ("alter_role_self", ("ALTER ROLE CURRENT_USER SET default_transaction_read_only = off",),
-     UTILITY),
+    (
+        "alter_role_self",
+        ("ALTER ROLE CURRENT_USER SET default_transaction_read_only = off",),
+        UTILITY,
+    ),
 ]
 
 # Cases the unrestricted control cannot run as "writer" (they need a superuser).
-NO_CONTROL = {"c_volatile_definer", "alter_system", "prepare_transaction", "copy_to_program",
-              "untrusted_volatile"}
+NO_CONTROL = {
+    "c_volatile_definer",
+    "alter_system",
+    "prepare_transaction",
+    "copy_to_program",
+    "untrusted_volatile",
+}
 
 
-@pytest.mark.parametrize(("statements", "message"), [c[1:] for c in BLOCKED],
-                         ids=[c[0] for c in BLOCKED])
-def test_blocked_for_restricted_role(server: Server, statements: tuple[str, ...],
-                                     message: str) -> None:
+@pytest.mark.parametrize(
+    ("statements", "message"), [c[1:] for c in BLOCKED], ids=[c[0] for c in BLOCKED]
+)
+def test_blocked_for_restricted_role(
+    server: Server, statements: tuple[str, ...], message: str
+) -> None:
     server.assert_refused("reporting", *statements, message=message)
 
 
-@pytest.mark.parametrize("statements", [c[1] for c in BLOCKED if c[0] not in NO_CONTROL],
-                         ids=[c[0] for c in BLOCKED if c[0] not in NO_CONTROL])
+@pytest.mark.parametrize(
+    "statements",
+    [c[1] for c in BLOCKED if c[0] not in NO_CONTROL],
+    ids=[c[0] for c in BLOCKED if c[0] not in NO_CONTROL],
+)
 def test_same_statements_work_unrestricted(server: Server, statements: tuple[str, ...]) -> None:
     writes_as_unrestricted(server, *statements)
 
@@ -121,7 +203,9 @@ def test_same_statements_work_unrestricted(server: Server, statements: tuple[str
 def test_reset_all_and_discard_all_do_not_lift_read_only(server: Server) -> None:
     for reset in ("RESET ALL", "DISCARD ALL"):
         server.assert_refused(
-            "reporting", reset, "INSERT INTO accounts VALUES (60, 1)",
+            "reporting",
+            reset,
+            "INSERT INTO accounts VALUES (60, 1)",
             message="cannot execute INSERT in a read-only session",
         )
 

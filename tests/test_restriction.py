@@ -9,8 +9,6 @@ from tests.support import Server, attempt_on
 INSERT = "INSERT INTO accounts VALUES (900, 1)"
 
 
-
-
 @pytest.mark.parametrize(
     ("user", "restricted"),
     [
@@ -37,8 +35,10 @@ def test_who_is_restricted(server: Server, user: str, restricted: bool) -> None:
 
 def test_unknown_names_in_the_list_are_ignored(server: Server) -> None:
     # The fixture list has "nobody_here", which does not exist; the others still count.
-    assert server.admin("SHOW pysafe.roles")[0][0].endswith("nobody_here")
-    server.assert_refused("reporting", INSERT, message="cannot execute INSERT in a read-only session")
+    assert str(server.admin("SHOW pysafe.roles")[0][0]).endswith("nobody_here")
+    server.assert_refused(
+        "reporting", INSERT, message="cannot execute INSERT in a read-only session"
+    )
 
 
 def test_set_role_does_not_escape(server: Server) -> None:
@@ -48,7 +48,8 @@ def test_set_role_does_not_escape(server: Server) -> None:
 
 def test_security_definer_does_not_escape(server: Server) -> None:
     server.assert_refused(
-        "reporting", "SELECT definer_insert()",
+        "reporting",
+        "SELECT definer_insert()",
         message="cannot execute INSERT in a read-only session",
     )
 

@@ -1,0 +1,105 @@
+"""Everything SafeSession allows keeps working for a restricted role."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from tests.support import Server, attempt_on
+
+ALLOWED: list[tuple[str, tuple[str, ...]]] = [
+    ("select", ("SELECT * FROM accounts",)),
+    ("select_view", ("SELECT * FROM rich",)),
+    ("join_aggregate", ("SELECT count(*), sum(a.balance) FROM accounts a JOIN rich r USING (id)",)),
+    ("builtin_functions", ("SELECT now(), random(), md5('x'), pg_backend_pid()",)),
+    ("stable_c_function", ("SELECT c_stable()",)),
+    ("stable_untrusted_function", ("SELECT py_stable()",)),
+    ("explain", ("EXPLAIN SELECT * FROM accounts",)),
+    ("explain_insert_without_analyze", ("EXPLAIN INSERT INTO accounts VALUES (1, 1)",)),
+    ("explain_analyze_select", ("EXPLAIN ANALYZE SELECT * FROM accounts",)),
+    (
+        "transaction_control",
+        ("BEGIN", "SAVEPOINT a", "SELECT 1", "RELEASE a", "SAVEPOINT b", "ROLLBACK TO b", "COMMIT"),
+    ),
+    ("begin_read_only", ("BEGIN READ ONLY", "SELECT 1", "ROLLBACK")),
+    (
+        "set_transaction_isolation",
+        (
+            "BEGIN",
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+            "SET TRANSACTION READ ONLY",
+            "COMMIT",
+        ),
+    ),
+    ("set_show", ("SET work_mem = '8MB'", "SHOW work_mem", "RESET work_mem", "SHOW ALL")),
+    (
+        "set_read_only_on",
+        ("SET default_transaction_read_only = on", "SET transaction_read_only = true"),
+    ),
+    ("set_search_path", ("SET search_path = public", "SET LOCAL statement_timeout = 1000")),
+    ("set_role", ("SET ROLE can_write", "RESET ROLE")),
+    ("reset_all_discard", ("RESET ALL", "DISCARD ALL", "DISCARD PLANS")),
+    ("listen_notify", ("LISTEN chan", "NOTIFY chan, 'hi'", "UNLISTEN chan")),
+    (
+        "cursors",
+        (
+            "BEGIN",
+            "DECLARE c CURSOR FOR SELECT * FROM accounts",
+            "FETCH 2 FROM c",
+            "MOVE 1 IN c",
+            "CLOSE c",
+            "COMMIT",
+        ),
+    ),
+    (
+        "cursor_with_hold",
+        ("DECLARE h CURSOR WITH HOLD FOR SELECT * FROM accounts", "FETCH ALL FROM h", "CLOSE h"),
+    ),
+    (
+        "prepare_execute",
+        ("PREPARE q AS SELECT * FROM accounts WHERE id = $1", "EXECUTE q(1)", "DEALLOCATE q"),
+    ),
+    ("do_read_only", ("DO $$DECLARE n int; BEGIN SELECT count(*) INTO n FROM accounts; END$$",)),
+    ("call_read_only", ("CALL read_only_proc(NULL)",)),
+    ("copy_to_stdout", ("COPY accounts TO STDOUT",)),
+    ("copy_query_to_stdout", ("COPY (SELECT * FROM rich) TO STDOUT",)),
+    (
+        "lock_share",
+        (
+            "BEGIN",
+            "LOCK accounts IN ACCESS SHARE MODE",
+            "LOCK accounts IN ROW SHARE MODE",
+            "COMMIT",
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("statements", [c[1] for c in ALLOWED], ids=[c[0] for c in ALLOWED])
+def test_allowed_for_restricted_role(server: Server, statements: tuple[str, ...]) -> None:
+    server.assert_allowed("reporting", *statements)
+
+
+def test_transaction_is_read_only_in_a_restricted_session(server: Server) -> None:
+    with server.connect("reporting") as conn:
+        attempt_on(conn, "SELECT 1")
+        row = conn.execute("SHOW transaction_read_only").fetchone()
+    assert row == ("on",)
+
+
+def test_extended_protocol_reads_and_writes(server: Server) -> None:
+    """psycopg sends parameters with the extended protocol (Parse/Bind/Execute)."""
+    with server.connect("reporting") as conn:
+        row = conn.execute("SELECT balance FROM accounts WHERE id = %s", [2]).fetchone()
+        assert row == (20,)
+        row = conn.execute(
+            "SELECT balance FROM accounts WHERE id = %s", [3], prepare=True
+        ).fetchone()
+        assert row == (30,)
+    before = server.fingerprint()
+    with (
+        server.connect("reporting") as conn,
+        pytest.raises(psycopg.errors.ReadOnlySqlTransaction),
+    ):
+        conn.execute("INSERT INTO accounts VALUES (%s, %s)", [80, 1], prepare=True)
+    assert server.fingerprint() == before

@@ -1,0 +1,127 @@
+"""The six settings: SafeSession's names and defaults, superuser-only, each toggle both ways."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import Server, attempt_on
+
+DEFAULTS = {
+    "pysafe.roles": "",
+    "pysafe.block_dml": "on",
+    "pysafe.block_ddl": "on",
+    "pysafe.block_c_functions": "on",
+    "pysafe.block_all_c_functions": "off",
+    "pysafe.force_read_only": "on",
+}
+INSERT = "INSERT INTO accounts VALUES (90, 1)"
+
+
+def test_names_defaults_and_superuser_only(server: Server) -> None:
+    rows = server.admin(
+        "SELECT name, boot_val, context FROM pg_settings WHERE name LIKE 'pysafe.%' ORDER BY 1"
+    )
+    assert {name: boot for name, boot, _ in rows} == DEFAULTS
+    assert {context for _, _, context in rows} == {"superuser"}
+
+
+@pytest.mark.parametrize("user", ["reporting", "writer"])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SET pysafe.roles = ''",
+        "SET pysafe.block_dml = off",
+        "SELECT set_config('pysafe.force_read_only', 'off', false)",
+        "ALTER SYSTEM SET pysafe.roles = ''",
+        "ALTER ROLE reporting SET pysafe.block_ddl = off",
+    ],
+)
+def test_non_superusers_cannot_change_settings(server: Server, user: str, statement: str) -> None:
+    refusal = server.attempt(user, statement)
+    assert refusal is not None
+    # The restricted role may be refused by pysafe first; the other by PostgreSQL.
+    assert refusal.sqlstate in {"42501", "25006"}, refusal
+    assert server.admin("SHOW pysafe.roles")[0][0] != ""
+
+
+def try_in_rolled_back_transaction(server: Server, *statements: str) -> object:
+    with server.connect("reporting") as conn:
+        refusal = attempt_on(conn, "BEGIN", *statements)
+        attempt_on(conn, "ROLLBACK")
+    return refusal
+
+
+def refused_with(refusal: object, message: str) -> bool:
+    return (
+        getattr(refusal, "sqlstate", None) == "25006" and getattr(refusal, "message", "") == message
+    )
+
+
+def test_block_dml_alone_and_off(settings: Server) -> None:
+    settings.set_settings(force_read_only="off")
+    refusal = try_in_rolled_back_transaction(settings, INSERT)
+    assert refused_with(refusal, "cannot execute INSERT in a read-only session")
+    refusal = try_in_rolled_back_transaction(settings, "COPY accounts FROM STDIN")
+    assert refused_with(refusal, "cannot execute COPY FROM in a read-only session")
+    settings.set_settings(block_dml="off")
+    assert try_in_rolled_back_transaction(settings, INSERT) is None
+    assert try_in_rolled_back_transaction(settings, "COPY accounts FROM STDIN") is None
+
+
+def test_force_read_only_alone_and_off(settings: Server) -> None:
+    settings.set_settings(block_dml="off", block_ddl="off")
+    refusal = try_in_rolled_back_transaction(settings, INSERT)
+    assert refused_with(refusal, "cannot execute INSERT in a read-only transaction")
+    refusal = try_in_rolled_back_transaction(settings, "CREATE TABLE t_ro (x int)")
+    assert refused_with(refusal, "cannot execute CREATE TABLE in a read-only transaction")
+    with settings.connect("reporting") as conn:
+        attempt_on(conn, "SELECT 1")
+        assert conn.execute("SHOW transaction_read_only").fetchone() == ("on",)
+    settings.set_settings(force_read_only="off")
+    assert try_in_rolled_back_transaction(settings, INSERT) is None
+    with settings.connect("reporting") as conn:
+        attempt_on(conn, "SELECT 1")
+        assert conn.execute("SHOW transaction_read_only").fetchone() == ("off",)
+
+
+def test_block_ddl_alone_and_off(settings: Server) -> None:
+    settings.set_settings(force_read_only="off")
+    refusal = try_in_rolled_back_transaction(settings, "CREATE TABLE t_ddl (x int)")
+    assert refused_with(refusal, "cannot execute utility commands in a read-only session")
+    settings.set_settings(block_ddl="off")
+    assert try_in_rolled_back_transaction(settings, "CREATE TABLE t_ddl (x int)") is None
+    assert try_in_rolled_back_transaction(settings, "GRANT SELECT ON accounts TO writer") is None
+    # Tampering with read-only settings stays refused whatever block_ddl says.
+    refusal = try_in_rolled_back_transaction(settings, "SET TRANSACTION READ WRITE")
+    assert refused_with(
+        refusal, "cannot modify read-only transaction settings in a read-only session"
+    )
+
+
+FUNCTIONS = "cannot execute functions that may have side effects in a read-only session"
+
+
+def test_block_c_functions_both_ways(settings: Server) -> None:
+    assert refused_with(settings.attempt("reporting", "SELECT c_volatile()"), FUNCTIONS)
+    assert settings.attempt("reporting", "SELECT c_stable()") is None
+    settings.set_settings(block_c_functions="off")
+    assert settings.attempt("reporting", "SELECT c_volatile()") is None
+    assert settings.attempt("reporting", "SELECT py_volatile()") is None
+
+
+def test_block_all_c_functions_both_ways(settings: Server) -> None:
+    settings.set_settings(block_all_c_functions="on")
+    assert refused_with(settings.attempt("reporting", "SELECT c_stable()"), FUNCTIONS)
+    # Built-in functions are not "C functions" in this sense: reads keep working.
+    assert settings.attempt("reporting", "SELECT count(*), now() FROM accounts") is None
+    # block_all_c_functions only applies when block_c_functions is on.
+    settings.set_settings(block_c_functions="off")
+    assert settings.attempt("reporting", "SELECT c_stable()") is None
+    settings.set_settings(block_c_functions="on", block_all_c_functions="off")
+    assert settings.attempt("reporting", "SELECT c_stable()") is None
+
+
+def test_roles_setting_rejects_bad_list_syntax(server: Server) -> None:
+    with server.connect() as conn:
+        refusal = attempt_on(conn, "ALTER SYSTEM SET pysafe.roles = 'a, \"unterminated'")
+    assert refusal is not None and refusal.sqlstate == "22023"
