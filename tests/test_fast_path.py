@@ -1,0 +1,132 @@
+"""The C fast path agrees with the Python policy, and keeps Python off the hot path."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from pysafe.policy import PolicySettings, decide_text
+from tests.support import Server, attempt_on
+
+HAND_PICKED = [
+    "SHOW work_mem",
+    "SHOW ALL",
+    "SHOW transaction_read_only",
+    "BEGIN",
+    "START TRANSACTION",
+    "COMMIT",
+    "ROLLBACK",
+    "SAVEPOINT a",
+    "RELEASE a",
+    "ROLLBACK TO a",
+    "COMMIT AND CHAIN",
+    "END",
+    "ABORT",
+    "BEGIN READ WRITE",
+    "BEGIN READ ONLY",
+    "BEGIN ISOLATION LEVEL SERIALIZABLE",
+    "START TRANSACTION READ WRITE",
+    "PREPARE TRANSACTION 'x'",
+    "COMMIT PREPARED 'x'",
+    "SET work_mem = '8MB'",
+    "SET LOCAL work_mem = 1024",
+    "RESET work_mem",
+    "SET search_path TO DEFAULT",
+    "SET TIME ZONE 'UTC'",
+    "SET ROLE NONE",
+    "RESET ROLE",
+    "SET SESSION AUTHORIZATION DEFAULT",
+    "SET datestyle FROM CURRENT",
+    "SET default_transaction_read_only = off",
+    "SET default_transaction_read_only = on",
+    'SET "DEFAULT_TRANSACTION_READ_ONLY" = off',
+    "SET Default_Transaction_Read_Only = 0",
+    "SET transaction_read_only = off",
+    "SET LOCAL transaction_read_only TO DEFAULT",
+    "RESET transaction_read_only",
+    "RESET default_transaction_read_only",
+    "RESET ALL",
+    "SET default_transaction_read_only FROM CURRENT",
+    "SET TRANSACTION READ WRITE",
+    "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+    "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+    "SET pysafe.roles = ''",
+    "RESET pysafe.block_dml",
+    'SET "pysafe.force_read_only" = off',
+    "SET work_mem = 1; SET default_transaction_read_only = off",
+    "DISCARD ALL",
+    "LISTEN x",
+    "CREATE TABLE x (a int)",
+    "SELECT 1",
+]
+
+ALL_SETTINGS = [PolicySettings(*flags) for flags in itertools.product([True, False], repeat=5)]
+
+
+def setting_statements(server: Server) -> list[str]:
+    """SET/RESET forms for every setting this server knows."""
+    names = [str(row[0]) for row in server.admin("SELECT name FROM pg_settings ORDER BY 1")]
+    return [
+        form.format(name=name)
+        for name in names
+        for form in ('SET "{name}" TO DEFAULT', 'RESET "{name}"', 'SET LOCAL "{name}" = off')
+    ]
+
+
+def test_fast_path_allows_only_what_python_allows(server: Server) -> None:
+    statements = HAND_PICKED + setting_statements(server)
+    with server.connect() as conn:
+        fast = {
+            sql: bool(conn.execute("SELECT pysafe.fast_path_allows(%s)", [sql]).fetchone()[0])  # type: ignore[index]
+            for sql in statements
+        }
+    disagreements = [
+        (sql, settings)
+        for sql in statements
+        if fast[sql]
+        for settings in ALL_SETTINGS
+        if not all(result.verdict.allowed for result in decide_text(sql, settings))
+    ]
+    assert disagreements == []
+    # The fast path is not vacuous, and leaves protected settings to Python.
+    assert fast["SET work_mem = '8MB'"] and fast["COMMIT"] and fast["SHOW work_mem"]
+    assert not fast["SET default_transaction_read_only = on"]
+    assert not fast['SET "DEFAULT_TRANSACTION_READ_ONLY" = off']
+    assert not fast["BEGIN READ ONLY"]
+    assert not fast["RESET ALL"]
+
+
+def backend_has_python(pid: int) -> bool:
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return "plpython3" in maps or "libpython3" in maps
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
+def test_sessions_needing_no_python_decision_never_load_python(server: Server) -> None:
+    with server.connect("reporting") as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert row is not None
+        pid = int(row[0])
+        attempt_on(
+            conn,
+            "SELECT * FROM accounts",
+            "SET work_mem = '8MB'",
+            "SHOW work_mem",
+            "BEGIN",
+            "SELECT 1",
+            "COMMIT",
+            "RESET work_mem",
+        )
+        attempt_on(conn, "INSERT INTO accounts VALUES (1, 1)")  # refused in C
+        attempt_on(conn, "SELECT c_volatile()")  # refused in C
+        assert not backend_has_python(pid)
+        # A statement only the Python policy can decide starts the interpreter.
+        attempt_on(conn, "LISTEN chan")
+        assert backend_has_python(pid)
+    with server.connect("writer") as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert row is not None
+        attempt_on(conn, "CREATE TEMP TABLE t (x int)", "LISTEN chan", "DROP TABLE t")
+        assert not backend_has_python(int(row[0]))

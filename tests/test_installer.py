@@ -1,0 +1,155 @@
+"""python -m pysafe install / uninstall against a cluster of their own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pysafe.install import InstallError, install
+from pysafe.install.files import find_pg_config
+from pysafe.install.server_facts import ServerFacts, require_installable
+from pysafe.localcluster import LocalCluster
+from tests.support import attempt_on
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "pysafe", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        cwd=REPO,
+    )
+
+
+def file_setting(cluster: LocalCluster, name: str) -> str | None:
+    with cluster.connect() as conn:
+        row = conn.execute(
+            "SELECT setting FROM pg_file_settings WHERE name = %s ORDER BY seqno DESC LIMIT 1",
+            [name],
+        ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def extension_in(cluster: LocalCluster, dbname: str) -> bool:
+    with cluster.connect(dbname=dbname) as conn:
+        return (
+            conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pysafe'").fetchone()
+            is not None
+        )
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    """A bare cluster that already preloads another library."""
+    cluster = LocalCluster().start()
+    with cluster.connect() as conn:
+        conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+        conn.execute("CREATE ROLE nosuper LOGIN")
+        conn.execute("CREATE DATABASE appdb")
+    cluster.restart()
+    yield cluster
+    cluster.stop()
+
+
+def test_refusals_change_nothing(cluster: LocalCluster, tmp_path: Path) -> None:
+    result = run_cli("install", "--dsn", cluster.dsn(user="nosuper"))
+    assert result.returncode != 0
+    assert "superuser" in result.stderr
+    fake = tmp_path / "pg_config"
+    fake.write_text("#!/bin/sh\necho 'PostgreSQL 99.1'\n")
+    fake.chmod(0o755)
+    result = run_cli("install", "--dsn", cluster.dsn(), "--pg-config", str(fake))
+    assert result.returncode != 0
+    assert "postgresql-server-dev-15" in result.stderr and "--pg-config" in result.stderr
+    result = run_cli("install", "--dsn", "host=127.0.0.1 port=1 user=postgres connect_timeout=2")
+    assert result.returncode != 0
+    assert file_setting(cluster, "shared_preload_libraries") == "pg_stat_statements"
+    assert not extension_in(cluster, "postgres")
+
+
+@pytest.mark.parametrize(
+    ("facts", "fix"),
+    [
+        (ServerFacts(150000, False, True, False), "superuser"),
+        (ServerFacts(130000, True, True, False), "PostgreSQL 14 or newer"),
+        (ServerFacts(150000, True, False, False), "postgresql-plpython3-15"),
+    ],
+)
+def test_preflight_messages_name_the_fix(facts: ServerFacts, fix: str) -> None:
+    with pytest.raises(InstallError, match=fix):
+        require_installable(facts)
+
+
+def test_install_restart_and_idempotent_rerun(cluster: LocalCluster) -> None:
+    first = run_cli("install", "--dsn", cluster.dsn())
+    assert first.returncode == 0, first.stderr
+    assert "RESTART NEEDED" in first.stdout
+    for dbname in ("appdb", "postgres", "template1"):
+        assert f"database {dbname}" in first.stdout
+        assert extension_in(cluster, dbname)
+    assert "created" in first.stdout
+    assert file_setting(cluster, "shared_preload_libraries") == "pg_stat_statements, pysafe"
+
+    cluster.restart()
+    with cluster.connect() as conn:
+        loaded = conn.execute("SHOW shared_preload_libraries").fetchone()
+        assert loaded == ("pg_stat_statements, pysafe",)
+        conn.execute("DROP EXTENSION pysafe")  # something for the rerun to fix
+
+    second = run_cli("install", "--dsn", cluster.dsn())
+    assert second.returncode == 0, second.stderr
+    assert "RESTART NEEDED" not in second.stdout
+    outcomes = {
+        words[1]: words[2]
+        for words in (line.split() for line in second.stdout.splitlines())
+        if words and words[0] == "database"
+    }
+    assert outcomes == {"appdb": "already", "postgres": "created", "template1": "already"}
+    assert file_setting(cluster, "shared_preload_libraries") == "pg_stat_statements, pysafe"
+
+
+def test_new_databases_get_pysafe_from_template1(cluster: LocalCluster) -> None:
+    with cluster.connect() as conn:
+        conn.execute("CREATE DATABASE later")
+    assert extension_in(cluster, "later")
+
+
+def test_uninstall_leaves_an_unrestricted_cluster(cluster: LocalCluster) -> None:
+    paths = find_pg_config(15, cluster.pg_config)
+    with cluster.connect() as conn:
+        conn.execute("CREATE ROLE limited LOGIN")
+        conn.execute("CREATE TABLE t (x int); GRANT ALL ON t TO limited")
+        conn.execute("GRANT CREATE ON SCHEMA public TO limited")
+        conn.execute("ALTER SYSTEM SET pysafe.roles = 'limited'")
+        conn.execute("SELECT pg_reload_conf()")
+    try:
+        result = run_cli("uninstall", "--dsn", cluster.dsn())
+        assert result.returncode == 0, result.stderr
+        assert "RESTART NEEDED" in result.stdout
+        for dbname in ("appdb", "postgres", "template1", "later"):
+            assert not extension_in(cluster, dbname)
+        assert file_setting(cluster, "shared_preload_libraries") == "pg_stat_statements"
+        assert file_setting(cluster, "pysafe.roles") is None
+        assert not paths.python_dir.exists()
+        assert not paths.shim_library.exists()
+        assert not (paths.extension_dir / "pysafe.control").exists()
+        cluster.restart()
+        with cluster.connect("limited") as conn:
+            assert attempt_on(conn, "INSERT INTO t VALUES (1)", "CREATE TABLE mine (x int)") is None
+        with cluster.connect() as conn:
+            assert conn.execute(
+                "SELECT count(*) FROM pg_settings WHERE name LIKE 'pysafe.%'"
+            ).fetchone() == (0,)
+    finally:
+        # Other test modules share the server's folders: put the files back.
+        install(cluster.dsn(), cluster.pg_config)

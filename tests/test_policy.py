@@ -1,0 +1,155 @@
+"""The Python policy on its own: no server needed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pysafe.policy import OfflineFacts, PolicySettings, decide_statement, decide_text
+from pysafe.policy.utility import parse_bool
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT = PolicySettings()
+
+
+def server_decision(text: str, tag: str, settings: PolicySettings = DEFAULT) -> str | None:
+    return decide_statement(text, tag, settings, OfflineFacts()).as_server_reply()
+
+
+def test_unparsable_text_is_refused() -> None:
+    reply = server_decision("LISTEN LISTEN LISTEN (", "LISTEN")
+    assert reply is not None and reply.startswith("cannot execute LISTEN in a read-only session")
+    assert "could not parse" in reply
+
+
+def test_text_with_several_statements_is_refused() -> None:
+    reply = server_decision("LISTEN a; CREATE TABLE t (x int)", "LISTEN")
+    assert reply is not None and "found 2 statements" in reply
+
+
+@pytest.mark.parametrize(
+    ("text", "tag"),
+    [
+        ("LISTEN a", "CREATE TABLE"),  # pglast and the server read different statements
+        ("SET work_mem = 1", "RESET"),
+        ("FETCH 1 FROM c", "MOVE"),
+        ("DISCARD ALL", "DISCARD PLANS"),
+    ],
+)
+def test_disagreement_with_the_server_parse_is_refused(text: str, tag: str) -> None:
+    reply = server_decision(text, tag)
+    assert reply is not None and "where the server parsed" in reply
+
+
+@pytest.mark.parametrize(
+    ("text", "tag"),
+    [
+        ("LISTEN a", "LISTEN"),
+        ("SET work_mem = 1", "SET"),
+        ("RESET ALL", "RESET"),
+        ("FETCH 1 FROM c", "FETCH"),
+        ("CLOSE ALL", "CLOSE CURSOR ALL"),
+        ("DISCARD ALL", "DISCARD ALL"),
+        ("DEALLOCATE ALL", "DEALLOCATE ALL"),
+        ("BEGIN READ ONLY", "BEGIN"),
+        ("ROLLBACK TO SAVEPOINT a", "ROLLBACK"),
+        ("COPY t TO STDOUT", "COPY"),
+        ("LOCK t IN ACCESS SHARE MODE", "LOCK TABLE"),
+        ("CALL p()", "CALL"),
+        ("EXPLAIN SELECT 1", "EXPLAIN"),
+        ("DO $$BEGIN END$$", "DO"),
+    ],
+)
+def test_agreeing_allowed_statements_pass(text: str, tag: str) -> None:
+    assert server_decision(text, tag) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("on", True),
+        ("ON", True),
+        ("t", True),
+        ("tru", True),
+        ("yes", True),
+        ("1", True),
+        ("off", False),
+        ("of", False),
+        ("f", False),
+        ("no", False),
+        ("0", False),
+        ("o", None),
+        ("2", None),
+        ("", None),
+        ("maybe", None),
+    ],
+)
+def test_parse_bool_follows_postgresql(value: str, expected: bool | None) -> None:
+    assert parse_bool(value) is expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SET default_transaction_read_only = 'o'",
+        "SET transaction_read_only = on, off",
+        "SET default_transaction_read_only = 2",
+    ],
+)
+def test_unclear_read_only_values_are_refused(text: str) -> None:
+    assert not decide_text(text)[0].verdict.allowed
+
+
+def test_block_ddl_off_allows_ddl_but_not_tampering() -> None:
+    settings = PolicySettings(block_ddl=False)
+    assert decide_text("CREATE TABLE t (x int)", settings)[0].verdict.allowed
+    assert decide_text("VACUUM", settings)[0].verdict.allowed
+    assert not decide_text("SET TRANSACTION READ WRITE", settings)[0].verdict.allowed
+    assert not decide_text("COPY t FROM STDIN", settings)[0].verdict.allowed
+
+
+def test_untrusted_do_follows_block_c_functions() -> None:
+    text = "DO LANGUAGE plpython3u $$pass$$"
+    assert not decide_text(text)[0].verdict.allowed
+    assert decide_text(text, PolicySettings(block_c_functions=False))[0].verdict.allowed
+
+
+def test_flags_round_trip() -> None:
+    for flags in range(32):
+        assert PolicySettings.from_flags(flags).to_flags() == flags
+
+
+def run_check(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pysafe", "check", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+
+
+def test_offline_check_cli(tmp_path: Path) -> None:
+    script = tmp_path / "report.sql"
+    script.write_text("SELECT 1;\nINSERT INTO t VALUES (1);\nSET work_mem = '1MB';\n")
+    result = run_check(str(script))
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("ALLOWED  [select] SELECT 1")
+    assert lines[1].startswith("REFUSED  [dml] INSERT INTO t VALUES (1)")
+    assert "cannot execute INSERT in a read-only session" in lines[2]
+    assert run_check(str(script), "--fail-on-refusal").returncode == 1
+    assert (
+        run_check("--allow-dml", "--fail-on-refusal", stdin="INSERT INTO t VALUES (1)").returncode
+        == 0
+    )
+
+
+def test_offline_check_names_parse_errors() -> None:
+    result = run_check(stdin="SELEC 1")
+    assert result.returncode == 2
+    assert "cannot parse" in result.stderr
