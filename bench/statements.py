@@ -1,0 +1,143 @@
+"""Per-statement cost of pysafe for a restricted role, against a bare cluster.
+
+Two measurements:
+
+1. Wall clock: a bare cluster and a pysafe cluster side by side; each
+   workload runs in paired rounds (order alternating) on one warm connection
+   per cluster; prints the median times and the median per-round ratio.
+   Informative, but it wobbles by several percent on a small shared VM.
+2. Instructions (callgrind, see bench/instructions.py): deterministic, and
+   the measurement the goals are judged by.
+
+    python bench/statements.py [--rounds N] [--no-callgrind]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.instructions import loop_sql, per_iteration_ratio
+from pysafe.install import install
+from pysafe.localcluster import LocalCluster
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    body: str  # the argument of EXECUTE inside the DO loop
+    iterations: int
+    goal: float
+
+    @property
+    def sql(self) -> str:
+        return loop_sql(self.body, self.iterations)
+
+
+WORKLOADS = [
+    Workload("executor path: 50k EXECUTE 'SELECT 1' in a DO loop", "'SELECT 1'", 50000, 1.02),
+    Workload("utility path: 20k SET work_mem in a DO loop", "'SET work_mem = ''8MB'''", 20000, 1.5),
+]
+HEADER = f"{'workload':<55} {'bare':>9} {'pysafe':>10} {'ratio':>7} {'goal':>6}"
+
+
+def prepare(cluster: LocalCluster, with_pysafe: bool) -> None:
+    if with_pysafe:
+        install(cluster.dsn(), cluster.pg_config)
+        cluster.restart()
+    with cluster.connect() as conn:
+        conn.execute("CREATE ROLE reporting LOGIN")
+        if with_pysafe:
+            conn.execute("ALTER SYSTEM SET pysafe.roles = 'reporting'")
+            conn.execute("SELECT pg_reload_conf()")
+
+
+def timed(conn: psycopg.Connection, sql: str) -> float:
+    start = time.perf_counter()
+    conn.execute(sql.encode())
+    return time.perf_counter() - start
+
+
+def report(workload: Workload, bare: float, safe: float, ratio: float, unit: str) -> bool:
+    """Print one row; True if the goal is missed."""
+    missed = ratio > workload.goal
+    print(
+        f"{workload.name:<55} {bare:9.1f} {safe:10.1f} {ratio:6.3f}x {workload.goal:5.2f}x "
+        f"{'MISSED' if missed else 'ok'}  ({unit})"
+    )
+    return missed
+
+
+def wall_clock(bare: LocalCluster, safe: LocalCluster, rounds: int) -> bool:
+    missed = False
+    with bare.connect("reporting") as bare_conn, safe.connect("reporting") as safe_conn:
+        row = safe_conn.execute("SELECT pysafe.session_is_restricted()").fetchone()
+        assert row == (True,), "the benchmark role must be restricted"
+        print("wall clock, median of paired rounds:")
+        print(HEADER)
+        for workload in WORKLOADS:
+            for conn in (bare_conn, safe_conn):  # warm-up: plans, the interpreter
+                timed(conn, workload.sql)
+            bare_times: list[float] = []
+            safe_times: list[float] = []
+            for round_number in range(rounds):
+                pair = [(bare_conn, bare_times), (safe_conn, safe_times)]
+                for conn, times in pair if round_number % 2 == 0 else reversed(pair):
+                    times.append(timed(conn, workload.sql))
+            ratio = statistics.median(s / b for s, b in zip(safe_times, bare_times, strict=True))
+            bare_ms = statistics.median(bare_times) * 1000
+            safe_ms = statistics.median(safe_times) * 1000
+            missed |= report(workload, bare_ms, safe_ms, ratio, "ms")
+    return missed
+
+
+def instructions(cluster: LocalCluster, divisor: int) -> bool:
+    cluster.executor.stop()  # single-user mode needs the data directory to itself
+    missed = False
+    print("\ncallgrind, instructions per loop iteration (single-user backend, restricted):")
+    print(HEADER)
+    for workload in WORKLOADS:
+        bare, safe, ratio = per_iteration_ratio(
+            cluster, workload.body, workload.iterations // divisor
+        )
+        missed |= report(workload, bare, safe, ratio, "instructions")
+    cluster.executor.start()
+    return missed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=41)
+    parser.add_argument("--no-callgrind", action="store_true", help="skip instruction counts")
+    parser.add_argument(
+        "--callgrind-divisor",
+        type=int,
+        default=10,
+        help="run 1/N of the iterations under callgrind (it is ~50x slower)",
+    )
+    args = parser.parse_args()
+    bare = LocalCluster(settings={"autovacuum": "off"}).start()
+    safe = LocalCluster(settings={"autovacuum": "off"}).start()
+    try:
+        prepare(bare, with_pysafe=False)
+        prepare(safe, with_pysafe=True)
+        time.sleep(0.5)
+        wall_missed = wall_clock(bare, safe, args.rounds)
+        if args.no_callgrind:
+            return 1 if wall_missed else 0
+        return 1 if instructions(safe, args.callgrind_divisor) else 0
+    finally:
+        bare.stop()
+        safe.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
