@@ -6,7 +6,7 @@ backend executes, which repeat exactly.  The same data directory is run with
 and without the shim preloaded; the session is made restricted with SET
 SESSION AUTHORIZATION (single-user mode logs in as the bootstrap superuser).
 Startup cost cancels out by subtracting a run of the same loop with zero
-iterations.
+iterations; PYTHONHASHSEED is fixed so the interpreter's start repeats too.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ def count_instructions(cluster: LocalCluster, sql: str, preload: bool) -> int:
     ]
     with open(script.name) as stdin:
         result = subprocess.run(
-            command, stdin=stdin, capture_output=True, text=True, check=False, cwd="/"
+            command, stdin=stdin, capture_output=True, text=True, check=False, cwd="/",
+            env={**os.environ, "PYTHONHASHSEED": "0"},  # the interpreter's start repeats
         )
     os.unlink(script.name)
     out_file.unlink(missing_ok=True)
