@@ -53,7 +53,12 @@ def count_instructions(cluster: LocalCluster, sql: str, preload: bool) -> int:
     ]
     with open(script.name) as stdin:
         result = subprocess.run(
-            command, stdin=stdin, capture_output=True, text=True, check=False, cwd="/",
+            command,
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd="/",
             env={**os.environ, "PYTHONHASHSEED": "0"},  # the interpreter's start repeats
         )
     os.unlink(script.name)

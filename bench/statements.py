@@ -127,7 +127,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=41)
     parser.add_argument("--no-callgrind", action="store_true", help="skip instruction counts")
     parser.add_argument(
-        "--control", action="store_true",
+        "--control",
+        action="store_true",
         help="noise floor: compare two bare clusters (no pysafe) the same way",
     )
     parser.add_argument(
