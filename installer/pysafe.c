@@ -25,6 +25,7 @@
 #include "access/parallel.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_language.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -36,7 +37,6 @@
 #include "nodes/parsenodes.h"
 #include "nodes/plannodes.h"
 #include "parser/parser.h"
-#include "parser/parse_func.h"
 #include "tcop/cmdtag.h"
 #include "tcop/dest.h"
 #include "tcop/utility.h"
@@ -139,7 +139,8 @@ compute_session_restricted(Oid session_user)
 
 	if (pysafe_roles == NULL || pysafe_roles[0] == '\0')
 		return false;
-	if (superuser_arg(session_user))
+	/* No session user yet (backend start, background workers): nothing to restrict. */
+	if (!OidIsValid(session_user) || superuser_arg(session_user))
 		return false;
 
 	copy = pstrdup(pysafe_roles);
@@ -486,10 +487,11 @@ static Oid
 lookup_policy_function(const char **why)
 {
 	Oid			argtypes[3] = {TEXTOID, TEXTOID, INT4OID};
-	Oid			funcoid;
 	Oid			extoid;
-	HeapTuple	tuple;
+	Oid			nspoid;
+	Oid			funcoid;
 	Oid			owner;
+	HeapTuple	tuple;
 
 	extoid = get_extension_oid(POLICY_EXTENSION, true);
 	if (!OidIsValid(extoid))
@@ -497,27 +499,25 @@ lookup_policy_function(const char **why)
 		*why = "the pysafe extension is not installed in this database";
 		return InvalidOid;
 	}
-	funcoid = LookupFuncName(list_make2(makeString(POLICY_SCHEMA),
-										makeString(POLICY_FUNCTION)),
-							 3, argtypes, true);
-	if (!OidIsValid(funcoid))
+	/* An exact catalog lookup: no search_path, no ACL checks, no overloading. */
+	nspoid = get_namespace_oid(POLICY_SCHEMA, true);
+	tuple = OidIsValid(nspoid) ?
+		SearchSysCache3(PROCNAMEARGSNSP, CStringGetDatum(POLICY_FUNCTION),
+						PointerGetDatum(buildoidvector(argtypes, 3)),
+						ObjectIdGetDatum(nspoid)) : NULL;
+	if (!HeapTupleIsValid(tuple))
 	{
 		*why = "function pysafe.decide_utility(text, text, integer) is missing";
 		return InvalidOid;
 	}
+	funcoid = ((Form_pg_proc) GETSTRUCT(tuple))->oid;
+	owner = ((Form_pg_proc) GETSTRUCT(tuple))->proowner;
+	ReleaseSysCache(tuple);
 	if (getExtensionOfObject(ProcedureRelationId, funcoid) != extoid)
 	{
 		*why = "pysafe.decide_utility is not a member of the pysafe extension";
 		return InvalidOid;
 	}
-	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcoid));
-	if (!HeapTupleIsValid(tuple))
-	{
-		*why = "pysafe.decide_utility vanished during lookup";
-		return InvalidOid;
-	}
-	owner = ((Form_pg_proc) GETSTRUCT(tuple))->proowner;
-	ReleaseSysCache(tuple);
 	if (!superuser_arg(owner))
 	{
 		*why = "pysafe.decide_utility is not owned by a superuser";

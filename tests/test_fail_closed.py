@@ -103,3 +103,16 @@ def test_multi_statement_strings_are_checked_statement_by_statement(server: Serv
         refusal = attempt_on(conn, "SELECT 1; CREATE TABLE t6 (x int)")
     assert refusal is not None and refusal.sqlstate == "25006"
     server.assert_allowed("reporting", "SELECT 1; SHOW work_mem; LISTEN c")
+
+
+def test_entry_point_found_without_schema_privileges(server: Server, bare_database: str) -> None:
+    """Revoking USAGE on schema pysafe changes nothing: the shim looks it up exactly."""
+    server.admin("CREATE EXTENSION pysafe CASCADE", dbname=bare_database)
+    server.admin("REVOKE USAGE ON SCHEMA pysafe FROM PUBLIC", dbname=bare_database)
+    server.assert_allowed("reporting", "LISTEN chan", dbname=bare_database)
+    server.assert_refused(
+        "reporting",
+        "CREATE TABLE t7 (x int)",
+        dbname=bare_database,
+        message="cannot execute utility commands in a read-only session",
+    )
