@@ -76,6 +76,17 @@ class LocalCluster:
         return self.bindir / "pg_config"
 
     @property
+    def major(self) -> int:
+        """The major version of these binaries."""
+        result = subprocess.run(
+            [str(self.bindir / "postgres"), "--version"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return int(result.stdout.split()[2].split(".")[0])
+
+    @property
     def log_path(self) -> Path:
         return self.workdir / "server.log"
 

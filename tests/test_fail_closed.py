@@ -28,7 +28,7 @@ def bare_database(server: Server) -> Iterator[str]:
 
 
 def test_python_package_removed(server: Server) -> None:
-    python_dir = find_pg_config(15, server.cluster.pg_config).python_dir
+    python_dir = find_pg_config(server.cluster.major, server.cluster.pg_config).python_dir
     hidden = python_dir.with_name("python-hidden-by-test")
     python_dir.rename(hidden)
     try:

@@ -31,6 +31,11 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def pg_config(cluster: LocalCluster) -> tuple[str, str]:
+    """The binaries under test may not be where install looks by default."""
+    return ("--pg-config", str(cluster.pg_config))
+
+
 def file_setting(cluster: LocalCluster, name: str) -> str | None:
     with cluster.connect() as conn:
         row = conn.execute(
@@ -62,7 +67,7 @@ def cluster() -> Iterator[LocalCluster]:
 
 
 def test_refusals_change_nothing(cluster: LocalCluster, tmp_path: Path) -> None:
-    result = run_cli("install", "--dsn", cluster.dsn(user="nosuper"))
+    result = run_cli("install", "--dsn", cluster.dsn(user="nosuper"), *pg_config(cluster))
     assert result.returncode != 0
     assert "superuser" in result.stderr
     fake = tmp_path / "pg_config"
@@ -70,7 +75,8 @@ def test_refusals_change_nothing(cluster: LocalCluster, tmp_path: Path) -> None:
     fake.chmod(0o755)
     result = run_cli("install", "--dsn", cluster.dsn(), "--pg-config", str(fake))
     assert result.returncode != 0
-    assert "postgresql-server-dev-15" in result.stderr and "--pg-config" in result.stderr
+    assert f"postgresql-server-dev-{cluster.major}" in result.stderr
+    assert "--pg-config" in result.stderr
     result = run_cli("install", "--dsn", "host=127.0.0.1 port=1 user=postgres connect_timeout=2")
     assert result.returncode != 0
     assert file_setting(cluster, "shared_preload_libraries") == "pg_stat_statements"
@@ -91,7 +97,7 @@ def test_preflight_messages_name_the_fix(facts: ServerFacts, fix: str) -> None:
 
 
 def test_install_restart_and_idempotent_rerun(cluster: LocalCluster) -> None:
-    first = run_cli("install", "--dsn", cluster.dsn())
+    first = run_cli("install", "--dsn", cluster.dsn(), *pg_config(cluster))
     assert first.returncode == 0, first.stderr
     assert "RESTART NEEDED" in first.stdout
     for dbname in ("appdb", "postgres", "template1"):
@@ -106,7 +112,7 @@ def test_install_restart_and_idempotent_rerun(cluster: LocalCluster) -> None:
         assert loaded == ("pg_stat_statements, pysafe",)
         conn.execute("DROP EXTENSION pysafe")  # something for the rerun to fix
 
-    second = run_cli("install", "--dsn", cluster.dsn())
+    second = run_cli("install", "--dsn", cluster.dsn(), *pg_config(cluster))
     assert second.returncode == 0, second.stderr
     assert "RESTART NEEDED" not in second.stdout
     outcomes = {
@@ -125,7 +131,7 @@ def test_new_databases_get_pysafe_from_template1(cluster: LocalCluster) -> None:
 
 
 def test_uninstall_leaves_an_unrestricted_cluster(cluster: LocalCluster) -> None:
-    paths = find_pg_config(15, cluster.pg_config)
+    paths = find_pg_config(cluster.major, cluster.pg_config)
     with cluster.connect() as conn:
         conn.execute("CREATE ROLE limited LOGIN")
         conn.execute("CREATE TABLE t (x int); GRANT ALL ON t TO limited")
@@ -133,7 +139,7 @@ def test_uninstall_leaves_an_unrestricted_cluster(cluster: LocalCluster) -> None
         conn.execute("ALTER SYSTEM SET pysafe.roles = 'limited'")
         conn.execute("SELECT pg_reload_conf()")
     try:
-        result = run_cli("uninstall", "--dsn", cluster.dsn())
+        result = run_cli("uninstall", "--dsn", cluster.dsn(), *pg_config(cluster))
         assert result.returncode == 0, result.stderr
         assert "RESTART NEEDED" in result.stdout
         for dbname in ("appdb", "postgres", "template1", "later"):
