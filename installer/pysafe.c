@@ -30,6 +30,7 @@
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
+#include "commands/event_trigger.h"
 #include "commands/extension.h"
 #include "executor/executor.h"
 #include "fmgr.h"
@@ -80,16 +81,21 @@ static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 static needs_fmgr_hook_type prev_needs_fmgr_hook = NULL;
 static fmgr_hook_type prev_fmgr_hook = NULL;
 
+/* Has this backend applied the login-time read-only defaults yet? */
+static bool login_defaults_checked = false;
+
 /* Cached answer of session_is_restricted(); see restriction_cache_reset(). */
 static bool restriction_cache_valid = false;
 static Oid	restriction_cache_user = InvalidOid;
 static bool restriction_cache_value = false;
 
 void		_PG_init(void);
+extern PGDLLEXPORT void pysafe_session_start(void);
 
 PG_FUNCTION_INFO_V1(pysafe_session_is_restricted);
 PG_FUNCTION_INFO_V1(pysafe_fast_path_allows);
 PG_FUNCTION_INFO_V1(pysafe_shim_settings_flags);
+PG_FUNCTION_INFO_V1(pysafe_login_trigger);
 
 
 /* Forget the cached restriction; roles, memberships or superuser flags changed. */
@@ -227,11 +233,37 @@ force_read_only(void)
 		XactReadOnly = true;
 }
 
+/* Start the session with read-only defaults (login path). */
+static void
+force_read_only_defaults(void)
+{
+	if (pysafe_force_read_only)
+		SetConfigOption("default_transaction_read_only", "on", PGC_SUSET, PGC_S_SESSION);
+}
+
+/*
+ * Once per backend, at the first statement of the login identity: give a
+ * restricted login the read-only defaults, as the login trigger (17+) or
+ * pysafe_session does at connection.  Not after SET SESSION AUTHORIZATION:
+ * a login that switches back must find its own defaults untouched.
+ */
+static void
+apply_login_defaults_once(void)
+{
+	login_defaults_checked = true;
+	if (GetSessionUserId() == GetAuthenticatedUserId())
+		force_read_only_defaults();
+}
+
 /* Checks are skipped in parallel workers: their leader made them. */
 static bool
 checks_apply(void)
 {
-	return !IsParallelWorker() && session_is_restricted();
+	if (IsParallelWorker() || !session_is_restricted())
+		return false;
+	if (!login_defaults_checked)
+		apply_login_defaults_once();
+	return true;
 }
 
 /* ---------------------------------------------------------------------
@@ -299,13 +331,18 @@ pysafe_ExecutorStart(QueryDesc *queryDesc, int eflags)
  * ---------------------------------------------------------------------
  */
 
-/* Can SQL call this function directly?  Not if it takes or makes "internal". */
+/*
+ * Can SQL call this function directly?  Not if it takes or makes "internal",
+ * is a language handler, or is a (event) trigger function: those only run
+ * from the machinery that calls them, which restricted sessions cannot set up.
+ */
 static bool
 callable_from_sql(Form_pg_proc proc)
 {
 	int			i;
 
-	if (proc->prorettype == INTERNALOID || proc->prorettype == LANGUAGE_HANDLEROID)
+	if (proc->prorettype == INTERNALOID || proc->prorettype == LANGUAGE_HANDLEROID ||
+		proc->prorettype == TRIGGEROID || proc->prorettype == EVENT_TRIGGEROID)
 		return false;
 	for (i = 0; i < proc->pronargs; i++)
 		if (proc->proargtypes.values[i] == INTERNALOID)
@@ -654,6 +691,33 @@ pysafe_fast_path_allows(PG_FUNCTION_ARGS)
 			PG_RETURN_BOOL(false);
 	}
 	PG_RETURN_BOOL(true);
+}
+
+/*
+ * pysafe.login_trigger(): the function of the "ON login" event trigger
+ * (PostgreSQL 17+).  Superusers return at once, so a fault here can never
+ * keep them out; restricted sessions start with default_transaction_read_only
+ * on.  The per-statement checks do not depend on it.
+ */
+Datum
+pysafe_login_trigger(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		elog(ERROR, "pysafe.login_trigger() can only run as an event trigger");
+	if (!superuser_arg(GetSessionUserId()) && session_is_restricted())
+		force_read_only_defaults();
+	PG_RETURN_VOID();
+}
+
+/*
+ * Called by pysafe_session.so at session start (session_preload_libraries,
+ * before PostgreSQL 17), inside a transaction: the same as the login trigger.
+ */
+void
+pysafe_session_start(void)
+{
+	if (!superuser_arg(GetSessionUserId()) && session_is_restricted())
+		force_read_only_defaults();
 }
 
 /* pysafe.shim_settings_flags(): the flags the shim passes to the policy. */

@@ -28,11 +28,18 @@ def print_report(report: InstallReport, action: str) -> None:
 
 
 def run_install_like(args: argparse.Namespace) -> int:
-    action = install if args.command == "install" else uninstall
     failures = 0
     for dsn in args.dsn:
         try:
-            report = action(dsn, args.pg_config, progress=lambda m: print(f"... {m}"))
+            if args.command == "install":
+                report = install(
+                    dsn,
+                    args.pg_config,
+                    progress=lambda m: print(f"... {m}"),
+                    session_preload=args.session_preload,
+                )
+            else:
+                report = uninstall(dsn, args.pg_config, progress=lambda m: print(f"... {m}"))
         except (InstallError, psycopg.Error) as error:
             failures += 1
             print(f"{args.command} failed: {error}", file=sys.stderr)
@@ -91,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
             help="pg_config of the server's major version (default: found)",
         )
         sub.set_defaults(handler=run_install_like)
+        if name == "install":
+            sub.add_argument(
+                "--session-preload",
+                action="store_true",
+                help="PostgreSQL < 17: also load pysafe_session at every connection, so "
+                "restricted sessions report read-only defaults at once (costs each connection)",
+            )
     check = commands.add_parser("check", help="offline: what the policy does with SQL files")
     check.add_argument("files", nargs="*", help="SQL files (default: standard input)")
     check.add_argument("--allow-dml", action="store_true", help="as with pysafe.block_dml = off")

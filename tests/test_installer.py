@@ -159,3 +159,29 @@ def test_uninstall_leaves_an_unrestricted_cluster(cluster: LocalCluster) -> None
     finally:
         # Other test modules share the server's folders: put the files back.
         install(cluster.dsn(), cluster.pg_config)
+
+
+def test_session_preload_option(cluster: LocalCluster) -> None:
+    """Before 17, --session-preload reports read-only defaults at connection."""
+    result = run_cli("install", "--dsn", cluster.dsn(), "--session-preload", *pg_config(cluster))
+    if cluster.major >= 17:
+        assert result.returncode != 0
+        assert "login event trigger" in result.stderr
+        assert file_setting(cluster, "session_preload_libraries") is None
+        return
+    assert result.returncode == 0, result.stderr
+    assert file_setting(cluster, "session_preload_libraries") == "pysafe_session"
+    with cluster.connect() as conn:
+        conn.execute("CREATE ROLE preloaded LOGIN")
+        conn.execute("ALTER SYSTEM SET pysafe.roles = 'preloaded'")
+        conn.execute("SELECT pg_reload_conf()")
+    try:
+        with cluster.connect("preloaded") as conn:
+            assert conn.info.parameter_status("default_transaction_read_only") == "on"
+        with cluster.connect() as conn:
+            assert conn.info.parameter_status("default_transaction_read_only") == "off"
+    finally:
+        with cluster.connect() as conn:
+            conn.execute("ALTER SYSTEM RESET pysafe.roles")
+            conn.execute("ALTER SYSTEM RESET session_preload_libraries")
+            conn.execute("SELECT pg_reload_conf()")

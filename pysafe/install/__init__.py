@@ -33,12 +33,25 @@ class InstallReport:
 
 
 def install(
-    dsn: str, pg_config: Path | None = None, progress: Progress = lambda _: None
+    dsn: str,
+    pg_config: Path | None = None,
+    progress: Progress = lambda _: None,
+    session_preload: bool = False,
 ) -> InstallReport:
-    """Install pysafe on the server ``dsn`` reaches; safe to run again."""
+    """Install pysafe on the server ``dsn`` reaches; safe to run again.
+
+    ``session_preload`` (servers before 17): also load pysafe_session at every
+    connection, so restricted sessions report read-only defaults at once; it
+    costs every connection a library load (docs/benchmarks.md).
+    """
     with psycopg.connect(dsn, autocommit=True) as conn:
         facts = read_server_facts(conn)
         require_installable(facts)
+        if session_preload and facts.version_num >= cluster.LOGIN_EVENT_VERSION:
+            raise InstallError(
+                "--session-preload is for servers before PostgreSQL 17; from 17 on, the "
+                "login event trigger does its job. Run install without it."
+            )
         paths = files.find_pg_config(facts.major, pg_config)
         files.require_build_tools(paths)
         files.require_writable(paths)
@@ -54,8 +67,13 @@ def install(
         progress("building the shim with PGXS")
         files.build_shim(paths)
         report.steps.append(f"shim built and installed as {paths.shim_library}")
-        if cluster.add_shim_to_preload(conn):
+        if cluster.add_library(conn, cluster.SHARED_PRELOAD, files.SHIM_NAME):
             report.steps.append("pysafe added to shared_preload_libraries (ALTER SYSTEM)")
+        if session_preload and cluster.add_library(
+            conn, cluster.SESSION_PRELOAD, cluster.SESSION_LIBRARY
+        ):
+            report.steps.append("pysafe_session added to session_preload_libraries")
+        conn.execute("SELECT pg_reload_conf()")
         report.restart_needed = not facts.shim_loaded
         databases = cluster.target_databases(conn)
 
@@ -80,7 +98,10 @@ def uninstall(
         reset = cluster.reset_pysafe_settings(conn)
         if reset:
             report.steps.append(f"ALTER SYSTEM RESET {', '.join(reset)}")
-        if cluster.remove_shim_from_preload(conn):
+        # Before any file goes: a listed library that is missing fails every login.
+        if cluster.remove_library(conn, cluster.SESSION_PRELOAD, cluster.SESSION_LIBRARY):
+            report.steps.append("pysafe_session removed from session_preload_libraries")
+        if cluster.remove_library(conn, cluster.SHARED_PRELOAD, files.SHIM_NAME):
             report.steps.append("pysafe removed from shared_preload_libraries")
         conn.execute("SELECT pg_reload_conf()")
         report.restart_needed = facts.shim_loaded

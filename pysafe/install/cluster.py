@@ -6,9 +6,11 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from pysafe.install.files import SHIM_NAME
-
-PRELOAD_SETTING = "shared_preload_libraries"
+SHARED_PRELOAD = "shared_preload_libraries"
+SESSION_PRELOAD = "session_preload_libraries"
+SESSION_LIBRARY = "pysafe_session"
+# PostgreSQL 17 has login event triggers; before it, pysafe_session.so does that job.
+LOGIN_EVENT_VERSION = 170000
 
 
 def split_library_list(value: str) -> list[str]:
@@ -16,41 +18,42 @@ def split_library_list(value: str) -> list[str]:
     return [item.strip().strip('"') for item in value.split(",") if item.strip()]
 
 
-def configured_preload(conn: psycopg.Connection) -> list[str]:
-    """shared_preload_libraries as the next start will see it (ALTER SYSTEM included)."""
+def configured_libraries(conn: psycopg.Connection, setting: str) -> list[str]:
+    """A library list as the next start (or reload) will see it, ALTER SYSTEM included."""
     row = conn.execute(
         "SELECT setting FROM pg_file_settings WHERE name = %s AND error IS NULL "
         "ORDER BY seqno DESC LIMIT 1",
-        [PRELOAD_SETTING],
+        [setting],
     ).fetchone()
     if row is None:
-        row = conn.execute("SELECT current_setting(%s)", [PRELOAD_SETTING]).fetchone()
+        row = conn.execute("SELECT current_setting(%s)", [setting]).fetchone()
     assert row is not None
     return split_library_list(str(row[0]))
 
 
-def set_preload(conn: psycopg.Connection, libraries: list[str]) -> None:
+def set_libraries(conn: psycopg.Connection, setting: str, libraries: list[str]) -> None:
+    name = sql.Identifier(setting)
     if libraries:
         values = sql.SQL(", ").join(sql.Literal(lib) for lib in libraries)
-        conn.execute(sql.SQL("ALTER SYSTEM SET shared_preload_libraries = {}").format(values))
+        conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(name, values))
     else:
-        conn.execute("ALTER SYSTEM RESET shared_preload_libraries")
+        conn.execute(sql.SQL("ALTER SYSTEM RESET {}").format(name))
 
 
-def add_shim_to_preload(conn: psycopg.Connection) -> bool:
-    """Append the shim, keeping the entries already there; True if it changed."""
-    libraries = configured_preload(conn)
-    if SHIM_NAME in libraries:
+def add_library(conn: psycopg.Connection, setting: str, library: str) -> bool:
+    """Append a library, keeping the entries already there; True if it changed."""
+    libraries = configured_libraries(conn, setting)
+    if library in libraries:
         return False
-    set_preload(conn, [*libraries, SHIM_NAME])
+    set_libraries(conn, setting, [*libraries, library])
     return True
 
 
-def remove_shim_from_preload(conn: psycopg.Connection) -> bool:
-    libraries = configured_preload(conn)
-    if SHIM_NAME not in libraries:
+def remove_library(conn: psycopg.Connection, setting: str, library: str) -> bool:
+    libraries = configured_libraries(conn, setting)
+    if library not in libraries:
         return False
-    set_preload(conn, [lib for lib in libraries if lib != SHIM_NAME])
+    set_libraries(conn, setting, [lib for lib in libraries if lib != library])
     return True
 
 
@@ -65,14 +68,6 @@ def reset_pysafe_settings(conn: psycopg.Connection) -> list[str]:
     for name in names:
         conn.execute(sql.SQL("ALTER SYSTEM RESET {}").format(sql.Identifier(*name.split("."))))
     return names
-
-
-def shim_running(conn: psycopg.Connection) -> bool:
-    row = conn.execute(
-        "SELECT %s = ANY (string_to_array(replace(current_setting(%s), ' ', ''), ','))",
-        [SHIM_NAME, PRELOAD_SETTING],
-    ).fetchone()
-    return bool(row and row[0])
 
 
 def target_databases(conn: psycopg.Connection) -> list[str]:

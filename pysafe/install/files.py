@@ -44,6 +44,10 @@ class ServerPaths:
     def shim_library(self) -> Path:
         return self.pkglibdir / f"{SHIM_NAME}.so"
 
+    @property
+    def session_library(self) -> Path:
+        return self.pkglibdir / f"{SHIM_NAME}_session.so"
+
     def extension_files(self) -> list[Path]:
         return sorted(self.extension_dir.glob("pysafe.control")) + sorted(
             self.extension_dir.glob("pysafe--*.sql")
@@ -223,7 +227,7 @@ def remove_files(paths: ServerPaths) -> list[str]:
     if paths.python_dir.parent.exists():
         shutil.rmtree(paths.python_dir.parent)
         removed.append(str(paths.python_dir.parent))
-    for path in [*paths.extension_files(), paths.shim_library]:
+    for path in [*paths.extension_files(), paths.shim_library, paths.session_library]:
         if path.exists():
             path.unlink()
             removed.append(str(path))
