@@ -70,6 +70,28 @@ def run_check(args: argparse.Namespace) -> int:
     return 1 if refused and args.fail_on_refusal else 0
 
 
+def run_status(args: argparse.Namespace) -> int:
+    """pysafe.status() of each server, as a table."""
+    failures = 0
+    for dsn in args.dsn:
+        try:
+            with psycopg.connect(dsn) as conn:
+                rows = conn.execute(
+                    "SELECT protection, live, detail FROM pysafe.status()"
+                ).fetchall()
+                where = conn.info.host or "local socket"
+        except psycopg.Error as error:
+            failures += 1
+            print(f"status failed: {error}".strip(), file=sys.stderr)
+            print("  (is pysafe installed there? python -m pysafe install)", file=sys.stderr)
+            continue
+        print(f"pysafe status on {where}:")
+        width = max(len(str(r[0])) for r in rows)
+        for protection, live, detail in rows:
+            print(f"  {'LIVE' if live else 'off ':<4}  {protection:<{width}}  {detail}")
+    return 1 if failures else 0
+
+
 def run_demo(_args: argparse.Namespace) -> int:
     from pysafe.demo import run  # noqa: PLC0415 - needs the dev extra
 
@@ -105,6 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
                 help="PostgreSQL < 17: also load pysafe_session at every connection, so "
                 "restricted sessions report read-only defaults at once (costs each connection)",
             )
+            sub.add_argument(
+                "--no-shim",
+                action="store_true",
+                help="Python-only mode, for servers that cannot load libraries: weaker, "
+                "see README 'Modes'",
+            )
+    status = commands.add_parser("status", help="which protections are live on a server")
+    status.add_argument("--dsn", action="append", required=True, help="libpq connection string")
+    status.set_defaults(handler=run_status)
     check = commands.add_parser("check", help="offline: what the policy does with SQL files")
     check.add_argument("files", nargs="*", help="SQL files (default: standard input)")
     check.add_argument("--allow-dml", action="store_true", help="as with pysafe.block_dml = off")

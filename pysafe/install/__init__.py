@@ -37,12 +37,16 @@ def install(
     pg_config: Path | None = None,
     progress: Progress = lambda _: None,
     session_preload: bool = False,
+    shim: bool = True,
 ) -> InstallReport:
     """Install pysafe on the server ``dsn`` reaches; safe to run again.
 
     ``session_preload`` (servers before 17): also load pysafe_session at every
     connection, so restricted sessions report read-only defaults at once; it
     costs every connection a library load (docs/benchmarks.md).
+
+    ``shim=False`` is Python-only mode, for servers that cannot load
+    libraries: no C shim, only what PL/Python and event triggers can do.
     """
     with psycopg.connect(dsn, autocommit=True) as conn:
         facts = read_server_facts(conn)
@@ -52,8 +56,11 @@ def install(
                 "--session-preload is for servers before PostgreSQL 17; from 17 on, the "
                 "login event trigger does its job. Run install without it."
             )
+        if session_preload and not shim:
+            raise InstallError("--session-preload needs the shim; drop --no-shim or it.")
         paths = files.find_pg_config(facts.major, pg_config)
-        files.require_build_tools(paths)
+        if shim:
+            files.require_build_tools(paths)
         files.require_writable(paths)
         python_version = server_python_version(conn)
         report = InstallReport(server=conn.info.host or "local socket")
@@ -64,23 +71,35 @@ def install(
         report.steps.append(f"server-side Python code in {paths.python_dir}")
         files.place_extension_files(paths)
         report.steps.append(f"extension files in {paths.extension_dir}")
-        progress("building the shim with PGXS")
-        files.build_shim(paths)
-        report.steps.append(f"shim built and installed as {paths.shim_library}")
-        if cluster.add_library(conn, cluster.SHARED_PRELOAD, files.SHIM_NAME):
-            report.steps.append("pysafe added to shared_preload_libraries (ALTER SYSTEM)")
+        if shim:
+            progress("building the shim with PGXS")
+            files.build_shim(paths)
+            report.steps.append(f"shim built and installed as {paths.shim_library}")
+            if cluster.add_library(conn, cluster.SHARED_PRELOAD, files.SHIM_NAME):
+                report.steps.append("pysafe added to shared_preload_libraries (ALTER SYSTEM)")
+        else:
+            report.steps.append("Python-only mode: no shim (see python -m pysafe status)")
+            cluster.seed_roles_setting(conn)
         if session_preload and cluster.add_library(
             conn, cluster.SESSION_PRELOAD, cluster.SESSION_LIBRARY
         ):
             report.steps.append("pysafe_session added to session_preload_libraries")
         conn.execute("SELECT pg_reload_conf()")
-        report.restart_needed = not facts.shim_loaded
+        report.restart_needed = shim and not facts.shim_loaded
         databases = cluster.target_databases(conn)
 
     for dbname in databases:
         progress(f"extension in database {dbname}")
         with cluster.connect_to(dsn, dbname) as db_conn:
-            report.databases[dbname] = cluster.ensure_extension(db_conn, __version__)
+            report.databases[dbname] = cluster.ensure_extension(db_conn, __version__, shim)
+    if not shim and facts.version_num < cluster.LOGIN_EVENT_VERSION:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            roles = [str(r[0]) for r in conn.execute("SELECT pysafe.apply_role_defaults()")]
+        report.steps.append(
+            "role-level default_transaction_read_only = on for: "
+            + (", ".join(roles) or "none")
+            + " (run SELECT pysafe.apply_role_defaults() after changing pysafe.roles)"
+        )
     return report
 
 

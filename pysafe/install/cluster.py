@@ -21,7 +21,9 @@ def split_library_list(value: str) -> list[str]:
 def configured_libraries(conn: psycopg.Connection, setting: str) -> list[str]:
     """A library list as the next start (or reload) will see it, ALTER SYSTEM included."""
     row = conn.execute(
-        "SELECT setting FROM pg_file_settings WHERE name = %s AND error IS NULL "
+        # A change that waits for a restart is marked "could not be applied".
+        "SELECT setting FROM pg_file_settings WHERE name = %s "
+        "AND (error IS NULL OR error = 'setting could not be applied') "
         "ORDER BY seqno DESC LIMIT 1",
         [setting],
     ).fetchone()
@@ -57,6 +59,23 @@ def remove_library(conn: psycopg.Connection, setting: str, library: str) -> bool
     return True
 
 
+def seed_roles_setting(conn: psycopg.Connection) -> None:
+    """Python-only mode: put pysafe.roles in postgresql.auto.conf, keeping its value.
+
+    Before PostgreSQL 17, ALTER SYSTEM refuses a custom setting no loaded
+    module defines, unless the session has a placeholder for it; once the
+    setting is in a config file, every session has that placeholder, so
+    later ALTER SYSTEM SET pysafe.roles works as in full mode.
+    """
+    row = conn.execute(
+        "SELECT setting FROM pg_file_settings WHERE name = 'pysafe.roles' "
+        "ORDER BY seqno DESC LIMIT 1"
+    ).fetchone()
+    value = "" if row is None else str(row[0])
+    conn.execute("SELECT set_config('pysafe.roles', %s, false)", [value])
+    conn.execute(sql.SQL("ALTER SYSTEM SET pysafe.roles = {}").format(sql.Literal(value)))
+
+
 def reset_pysafe_settings(conn: psycopg.Connection) -> list[str]:
     """ALTER SYSTEM RESET every pysafe.* setting; returns their names."""
     names = [
@@ -89,9 +108,22 @@ def extension_version(conn: psycopg.Connection) -> str | None:
     return None if row is None else str(row[0])
 
 
-def ensure_extension(conn: psycopg.Connection, version: str) -> str:
+def extension_mode_is(conn: psycopg.Connection, shim: bool) -> bool:
+    """Were the extension's shim functions made for this mode (C with the shim)?"""
+    row = conn.execute(
+        "SELECT l.lanname = 'c' FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang "
+        "WHERE p.oid = 'pysafe.session_is_restricted()'::regprocedure"
+    ).fetchone()
+    return row is not None and bool(row[0]) == shim
+
+
+def ensure_extension(conn: psycopg.Connection, version: str, shim: bool = True) -> str:
     """Create or update the extension in this database; returns what it did."""
     installed = extension_version(conn)
+    if installed is not None and not extension_mode_is(conn, shim):
+        conn.execute("DROP EXTENSION pysafe")
+        conn.execute("CREATE EXTENSION pysafe CASCADE")
+        return "re-created for " + ("full mode" if shim else "Python-only mode")
     if installed is None:
         conn.execute("CREATE EXTENSION pysafe CASCADE")
         return "created"

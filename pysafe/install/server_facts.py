@@ -29,7 +29,8 @@ def read_server_facts(conn: psycopg.Connection) -> ServerFacts:
         SELECT current_setting('server_version_num')::int,
                current_setting('is_superuser') = 'on',
                EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'plpython3u'),
-               EXISTS (SELECT 1 FROM pg_settings WHERE name = 'pysafe.roles')
+               EXISTS (SELECT 1 FROM pg_settings
+                        WHERE name = 'pysafe.roles' AND context = 'superuser')
         """
     ).fetchone()
     assert row is not None

@@ -33,3 +33,44 @@ def decide_utility(statement: str, command_tag: str, flags: int, plpy: Any) -> s
         statement, command_tag, PolicySettings.from_flags(flags), ServerCatalogFacts(plpy)
     )
     return verdict.as_server_reply()
+
+
+STATUS_FACTS_QUERY = """
+SELECT current_setting('server_version_num')::int AS version,
+       pysafe.shim_loaded() AS shim,
+       pysafe.session_is_restricted() AS restricted,
+       CASE WHEN pysafe.shim_loaded() THEN current_setting('pysafe.block_dml')::bool::int
+              | current_setting('pysafe.block_ddl')::bool::int * 2
+              | current_setting('pysafe.block_c_functions')::bool::int * 4
+              | current_setting('pysafe.block_all_c_functions')::bool::int * 8
+              | current_setting('pysafe.force_read_only')::bool::int * 16
+            ELSE pysafe.configured_flags() END AS flags,
+       (SELECT l.lanname FROM pg_catalog.pg_event_trigger e
+          JOIN pg_catalog.pg_proc p ON p.oid = e.evtfoid
+          JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+         WHERE e.evtname = 'pysafe_login' AND e.evtenabled <> 'D') AS login_language,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger
+                WHERE evtname = 'pysafe_ddl_veto' AND evtenabled <> 'D') AS ddl_veto,
+       pysafe.session_library_listed() AS session_preload,
+       (SELECT count(*) FROM pg_catalog.pg_db_role_setting
+         WHERE setdatabase = 0
+           AND 'default_transaction_read_only=on' = ANY (setconfig))::int AS role_defaults
+"""
+
+
+def status(plpy: Any) -> list[tuple[str, bool, str]]:
+    """Rows of pysafe.status(): (protection, live, detail)."""
+    from pysafe.status import StatusFacts, status_rows  # noqa: PLC0415 - only for status()
+
+    row = plpy.execute(STATUS_FACTS_QUERY)[0]
+    facts = StatusFacts(
+        server_version_num=row["version"],
+        shim_loaded=row["shim"],
+        session_restricted=row["restricted"],
+        settings=PolicySettings.from_flags(row["flags"]),
+        login_trigger_language=row["login_language"],
+        ddl_veto_trigger=row["ddl_veto"],
+        session_preload=row["session_preload"],
+        roles_with_read_only_default=row["role_defaults"],
+    )
+    return [(r.protection, r.live, r.detail) for r in status_rows(facts)]

@@ -1,0 +1,126 @@
+"""Which protections are live: one row each, for pysafe.status() and the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pysafe.policy.settings import PolicySettings
+
+LOGIN_EVENT_VERSION = 170000
+
+
+@dataclass(frozen=True)
+class StatusFacts:
+    """What the server says about pysafe in this session's database."""
+
+    server_version_num: int
+    shim_loaded: bool
+    session_restricted: bool
+    settings: PolicySettings
+    login_trigger_language: str | None  # of the enabled pysafe_login trigger
+    ddl_veto_trigger: bool  # pysafe_ddl_veto enabled
+    session_preload: bool  # pysafe_session in session_preload_libraries
+    roles_with_read_only_default: int
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    protection: str
+    live: bool
+    detail: str
+
+
+def shim_rows(facts: StatusFacts) -> list[StatusRow]:
+    """Protections only the shim gives."""
+    shim, settings = facts.shim_loaded, facts.settings
+    missing = "not live: needs the shim (full mode)"
+    return [
+        StatusRow(
+            "read-only forcing at every statement",
+            shim and settings.force_read_only,
+            "XactReadOnly set at every statement" if shim else missing,
+        ),
+        StatusRow(
+            "DML refused at executor start",
+            shim and settings.block_dml,
+            "also in CTEs, functions, DO, prepared statements"
+            if shim
+            else "not live: only the read-only default, which a session can SET off",
+        ),
+        StatusRow(
+            "side-effecting functions refused",
+            shim and settings.block_c_functions,
+            "volatile C and untrusted-language functions, at fmgr" if shim else missing,
+        ),
+        StatusRow(
+            "utility veto on every utility statement",
+            shim,
+            "C fast path, then the Python policy" if shim else missing,
+        ),
+        StatusRow(
+            "read-only settings protected from SET/RESET",
+            shim,
+            "switching read-only off is refused"
+            if shim
+            else "not live: SET default_transaction_read_only = off works",
+        ),
+    ]
+
+
+def login_row(facts: StatusFacts) -> StatusRow:
+    """How restricted sessions get their read-only defaults at login."""
+    name = "read-only defaults at login"
+    if facts.server_version_num >= LOGIN_EVENT_VERSION:
+        language = facts.login_trigger_language
+        return StatusRow(
+            name,
+            language is not None,
+            f"pysafe_login event trigger ({language})"
+            if language
+            else "not live: the pysafe_login event trigger is missing or disabled",
+        )
+    if facts.shim_loaded:
+        detail = "the shim, before the login's first statement"
+        if facts.session_preload:
+            detail += "; pysafe_session at connection"
+        return StatusRow(name, True, detail)
+    count = facts.roles_with_read_only_default
+    return StatusRow(
+        name,
+        count > 0,
+        f"role-level defaults on {count} role(s); run SELECT "
+        "pysafe.apply_role_defaults() after changing pysafe.roles",
+    )
+
+
+def status_rows(facts: StatusFacts) -> list[StatusRow]:
+    mode = "full (shim loaded)" if facts.shim_loaded else "Python-only (no shim): weaker"
+    home = (
+        "pysafe.* settings, superuser-only (ALTER SYSTEM + reload)"
+        if facts.shim_loaded
+        else "the config files (ALTER SYSTEM), read through pg_file_settings; "
+        "SET or ALTER ROLE of pysafe.* has no effect"
+    )
+    ddl_detail = (
+        "stands aside: the shim vetoes every utility statement"
+        if facts.shim_loaded
+        else "DDL commands of restricted sessions go to the Python policy"
+    )
+    return [
+        StatusRow("mode", facts.shim_loaded, mode),
+        StatusRow(
+            "this session restricted",
+            facts.session_restricted,
+            "session user in pysafe.roles or a member of a listed role"
+            if facts.session_restricted
+            else "not restricted",
+        ),
+        StatusRow("configuration home", True, home),
+        *shim_rows(facts),
+        StatusRow(
+            "DDL veto by event trigger",
+            facts.ddl_veto_trigger and not facts.shim_loaded,
+            ddl_detail if facts.ddl_veto_trigger else "not live: pysafe_ddl_veto missing",
+        ),
+        login_row(facts),
+    ]
