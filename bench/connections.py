@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pysafe.install import install
+from bench.clusters import prepare
 from pysafe.localcluster import LocalCluster
 
 TPS = re.compile(r"tps = ([\d.]+)")
@@ -36,18 +36,6 @@ class Case:
 
 
 CASES = [Case("app_user", 1.05), Case("reporting", 1.10)]
-
-
-def prepare(cluster: LocalCluster, with_pysafe: bool) -> None:
-    if with_pysafe:
-        install(cluster.dsn(), cluster.pg_config)
-        cluster.restart()
-    with cluster.connect() as conn:
-        conn.execute("CREATE ROLE app_user LOGIN")
-        conn.execute("CREATE ROLE reporting LOGIN")
-        if with_pysafe:
-            conn.execute("ALTER SYSTEM SET pysafe.roles = 'reporting'")
-            conn.execute("SELECT pg_reload_conf()")
 
 
 def pgbench_tps(cluster: LocalCluster, role: str, script: str, seconds: int) -> float:

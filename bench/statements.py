@@ -26,8 +26,8 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.clusters import prepare
 from bench.instructions import loop_sql, per_iteration_ratio
-from pysafe.install import install
 from pysafe.localcluster import LocalCluster
 
 
@@ -48,17 +48,6 @@ WORKLOADS = [
     Workload("utility path: 20k SET work_mem in a DO loop", "'SET work_mem = ''8MB'''", 20000, 1.5),
 ]
 HEADER = f"{'workload':<55} {'bare':>9} {'pysafe':>10} {'ratio':>7} {'goal':>6}"
-
-
-def prepare(cluster: LocalCluster, with_pysafe: bool) -> None:
-    if with_pysafe:
-        install(cluster.dsn(), cluster.pg_config)
-        cluster.restart()
-    with cluster.connect() as conn:
-        conn.execute("CREATE ROLE reporting LOGIN")
-        if with_pysafe:
-            conn.execute("ALTER SYSTEM SET pysafe.roles = 'reporting'")
-            conn.execute("SELECT pg_reload_conf()")
 
 
 def backend_cpu_seconds(pid: int) -> float:
