@@ -185,3 +185,59 @@ def test_session_preload_option(cluster: LocalCluster) -> None:
             conn.execute("ALTER SYSTEM RESET pysafe.roles")
             conn.execute("ALTER SYSTEM RESET session_preload_libraries")
             conn.execute("SELECT pg_reload_conf()")
+
+
+def test_install_from_the_wheel(cluster: LocalCluster, tmp_path: Path) -> None:
+    """pip's package, not the checkout: the wheel carries sql/ and installer/."""
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(wheels),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    wheel = next(wheels.glob("pysafe-*.whl"))
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    where = subprocess.run(
+        [sys.executable, "-c", "import pysafe; print(pysafe.__file__)"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=True,
+    )
+    assert where.stdout.startswith(str(target))
+    result = subprocess.run(
+        [sys.executable, "-m", "pysafe", "install", "--dsn", cluster.dsn(), *pg_config(cluster)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "database postgres" in result.stdout
