@@ -255,6 +255,15 @@ apply_login_defaults_once(void)
 		force_read_only_defaults();
 }
 
+/* Does the statement reset every session setting (poolers send these)? */
+static bool
+resets_session_settings(Node *stmt)
+{
+	return (IsA(stmt, VariableSetStmt) &&
+			((VariableSetStmt *) stmt)->kind == VAR_RESET_ALL) ||
+		(IsA(stmt, DiscardStmt) && ((DiscardStmt *) stmt)->target == DISCARD_ALL);
+}
+
 /* Checks are skipped in parallel workers: their leader made them. */
 static bool
 checks_apply(void)
@@ -661,6 +670,14 @@ pysafe_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
+
+	/*
+	 * RESET ALL and DISCARD ALL (a pooler's reset) put the login's read-only
+	 * defaults back to off; a restricted login gets them again at once.
+	 */
+	if (resets_session_settings(pstmt->utilityStmt) && IsTransactionState() &&
+		checks_apply() && GetSessionUserId() == GetAuthenticatedUserId())
+		force_read_only_defaults();
 }
 
 /* ---------------------------------------------------------------------
