@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 import pytest
 
@@ -103,3 +105,28 @@ def test_extended_protocol_reads_and_writes(server: Server) -> None:
     ):
         conn.execute("INSERT INTO accounts VALUES (%s, %s)", [80, 1], prepare=True)
     assert server.fingerprint() == before
+
+
+def test_parallel_query_plans_work(server: Server) -> None:
+    """Parallel workers run under the leader's checks; reads through them work."""
+    force = "debug_parallel_query" if server.cluster.major >= 16 else "force_parallel_mode"
+    setup = (
+        f"SET {force} = on",
+        "SET parallel_setup_cost = 0",
+        "SET parallel_tuple_cost = 0",
+        "SET min_parallel_table_scan_size = 0",
+        "SET max_parallel_workers_per_gather = 2",
+    )
+    with server.connect("reporting") as conn:
+        assert attempt_on(conn, *setup) is None
+        plan = "\n".join(
+            str(row[0]) for row in conn.execute("EXPLAIN SELECT count(*) FROM accounts")
+        )
+        assert "Gather" in plan
+        row = conn.execute(
+            "EXPLAIN (ANALYZE, FORMAT JSON) SELECT sum(balance) FROM accounts"
+        ).fetchone()
+        assert row is not None
+        launched = re.findall(r"'Workers Launched': (\d+)", str(row[0]))
+        assert launched and int(launched[0]) > 0, row
+        assert conn.execute("SELECT sum(balance) FROM accounts").fetchone() == (150,)
