@@ -10,7 +10,8 @@
  *	- refuses DML, data-modifying WITH, row locks and SELECT INTO at
  *	  ExecutorStart,
  *	- refuses side-effecting functions (volatile C or untrusted-language
- *	  functions) when fmgr binds them,
+ *	  functions) when fmgr binds them, and the built-in ones the policy
+ *	  lists (pysafe.blocked_functions) when the executor announces them,
  *	- hands every utility statement that is not trivially safe to the
  *	  Python policy (pysafe.decide_utility, a PL/Python function), and
  *	  refuses the statement if that policy cannot be reached or fails.
@@ -21,11 +22,15 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/parallel.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "catalog/objectaccess.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_language.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -47,6 +52,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/syscache.h"
 #include "utils/varlena.h"
 
@@ -80,6 +86,17 @@ static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 static needs_fmgr_hook_type prev_needs_fmgr_hook = NULL;
 static fmgr_hook_type prev_fmgr_hook = NULL;
+static object_access_hook_type prev_object_access_hook = NULL;
+
+/*
+ * Built-in functions the policy refuses (pysafe.blocked_functions), loaded
+ * once per backend and again after a relcache invalidation of the table.
+ */
+static bool blocked_loaded = false;
+static bool blocked_table_found = false;
+static Oid	blocked_relid = InvalidOid;
+static Oid *blocked_oids = NULL;
+static int	blocked_count = 0;
 
 /* Has this backend applied the login-time read-only defaults yet? */
 static bool login_defaults_checked = false;
@@ -436,6 +453,135 @@ pysafe_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *private)
 		check_function_allowed(flinfo->fn_oid);
 	if (prev_fmgr_hook)
 		prev_fmgr_hook(event, flinfo, private);
+}
+
+/* ---------------------------------------------------------------------
+ * Built-in functions with side effects (object access hook)
+ * ---------------------------------------------------------------------
+ */
+
+/* qsort/bsearch comparison of OIDs. */
+static int
+compare_oids(const void *a, const void *b)
+{
+	Oid			x = *(const Oid *) a;
+	Oid			y = *(const Oid *) b;
+
+	return (x > y) - (x < y);
+}
+
+/* The genuine pysafe.blocked_functions: an extension member owned by a superuser. */
+static Oid
+lookup_blocked_table(void)
+{
+	Oid			extoid = get_extension_oid(POLICY_EXTENSION, true);
+	Oid			nspoid = get_namespace_oid(POLICY_SCHEMA, true);
+	Oid			relid;
+	HeapTuple	tuple;
+	bool		genuine = false;
+
+	if (!OidIsValid(extoid) || !OidIsValid(nspoid))
+		return InvalidOid;
+	relid = get_relname_relid("blocked_functions", nspoid);
+	if (!OidIsValid(relid) || getExtensionOfObject(RelationRelationId, relid) != extoid)
+		return InvalidOid;
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (HeapTupleIsValid(tuple))
+	{
+		genuine = superuser_arg(((Form_pg_class) GETSTRUCT(tuple))->relowner);
+		ReleaseSysCache(tuple);
+	}
+	return genuine ? relid : InvalidOid;
+}
+
+/* Read the OIDs of pysafe.blocked_functions into a sorted array. */
+static void
+load_blocked_functions(void)
+{
+	Relation	rel;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	int			capacity = 64;
+	Oid		   *oids;
+
+	blocked_count = 0;
+	blocked_relid = lookup_blocked_table();
+	blocked_table_found = OidIsValid(blocked_relid);
+	blocked_loaded = true;
+	if (!blocked_table_found)
+		return;
+
+	oids = MemoryContextAlloc(TopMemoryContext, capacity * sizeof(Oid));
+	rel = table_open(blocked_relid, AccessShareLock);
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Datum		fn = heap_getattr(tuple, 1, RelationGetDescr(rel), &isnull);
+
+		if (isnull)
+			continue;
+		if (blocked_count == capacity)
+		{
+			capacity *= 2;
+			oids = repalloc(oids, capacity * sizeof(Oid));
+		}
+		oids[blocked_count++] = DatumGetObjectId(fn);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	qsort(oids, blocked_count, sizeof(Oid), compare_oids);
+	if (blocked_oids)
+		pfree(blocked_oids);
+	blocked_oids = oids;
+}
+
+/* Relcache callback: the table (or everything) changed; reload when next needed. */
+static void
+blocked_functions_callback(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) || relid == blocked_relid || !blocked_table_found)
+		blocked_loaded = false;
+}
+
+/*
+ * Refuse a built-in function the policy lists.  Without the table (a
+ * database without pysafe) fail closed: refuse every volatile built-in.
+ */
+static void
+check_builtin_function(Oid fn_oid)
+{
+	bool		blocked;
+
+	if (!blocked_loaded)
+		load_blocked_functions();
+	if (blocked_table_found)
+		blocked = bsearch(&fn_oid, blocked_oids, blocked_count, sizeof(Oid),
+						  compare_oids) != NULL;
+	else
+		blocked = fn_oid < FirstNormalObjectId &&
+			func_volatile(fn_oid) == PROVOLATILE_VOLATILE;
+	if (blocked)
+	{
+		char		detail[NAMEDATALEN + 96];
+
+		snprintf(detail, sizeof(detail), "%s is listed in pysafe.blocked_functions%s.",
+				 get_func_name(fn_oid),
+				 blocked_table_found ? "" : " (missing here: every volatile built-in is refused)");
+		refuse("cannot execute functions that may have side effects in a read-only session",
+			   detail);
+	}
+}
+
+/* object_access_hook: the executor announces every function it will call. */
+static void
+pysafe_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+					 int subId, void *arg)
+{
+	if (access == OAT_FUNCTION_EXECUTE && pysafe_block_c_functions && checks_apply())
+		check_builtin_function(objectId);
+	if (prev_object_access_hook)
+		prev_object_access_hook(access, classId, objectId, subId, arg);
 }
 
 /* ---------------------------------------------------------------------
@@ -799,4 +945,7 @@ _PG_init(void)
 	needs_fmgr_hook = pysafe_needs_fmgr_hook;
 	prev_fmgr_hook = fmgr_hook;
 	fmgr_hook = pysafe_fmgr_hook;
+	prev_object_access_hook = object_access_hook;
+	object_access_hook = pysafe_object_access;
+	CacheRegisterRelcacheCallback(blocked_functions_callback, (Datum) 0);
 }

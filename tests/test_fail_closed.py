@@ -116,3 +116,15 @@ def test_entry_point_found_without_schema_privileges(server: Server, bare_databa
         dbname=bare_database,
         message="cannot execute utility commands in a read-only session",
     )
+
+
+def test_volatile_builtins_refused_where_the_classification_is_missing(
+    server: Server, bare_database: str
+) -> None:
+    server.assert_refused(
+        "reporting",
+        "SELECT random()",
+        dbname=bare_database,
+        message="cannot execute functions that may have side effects in a read-only session",
+    )
+    server.assert_allowed("reporting", "SELECT now(), md5('x')", dbname=bare_database)
