@@ -289,6 +289,9 @@ checks_apply(void)
 		return false;
 	if (!login_defaults_checked)
 		apply_login_defaults_once();
+	else if (pysafe_force_read_only && !DefaultXactReadOnly &&
+			 GetSessionUserId() == GetAuthenticatedUserId())
+		force_read_only_defaults();	/* switched off by set_config() or alike */
 	return true;
 }
 

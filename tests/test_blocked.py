@@ -224,3 +224,13 @@ def test_set_config_cannot_lift_read_only(server: Server, setting: str) -> None:
         refusal = attempt_on(conn, "INSERT INTO accounts VALUES (61, 1)")
     assert refusal is not None and refusal.sqlstate == "25006"
     assert server.fingerprint() == before
+
+
+def test_set_config_cannot_leave_the_read_only_default_off(server: Server) -> None:
+    """Whatever a statement did to it, the next one finds the default on again."""
+    with server.connect("reporting") as conn:
+        attempt_on(conn, "SELECT set_config('default_transaction_read_only', 'off', false)")
+        assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+        assert conn.execute(
+            "SELECT current_setting('default_transaction_read_only')"
+        ).fetchone() == ("on",)
