@@ -68,6 +68,8 @@ PG_MODULE_MAGIC;
 #define POLICY_BLOCK_C_FUNCTIONS	0x04
 #define POLICY_BLOCK_ALL_C			0x08
 #define POLICY_FORCE_READ_ONLY		0x10
+#define POLICY_LOCK_SESSION_AUTH	0x20
+#define POLICY_SWITCHED_SESSION_AUTH	0x40
 
 #define POLICY_SCHEMA		"pysafe"
 #define POLICY_EXTENSION	"pysafe"
@@ -80,6 +82,7 @@ static bool pysafe_block_ddl = true;
 static bool pysafe_block_c_functions = true;
 static bool pysafe_block_all_c_functions = false;
 static bool pysafe_force_read_only = true;
+static bool pysafe_lock_session_authorization = false;
 
 /* Saved hook values, chained in our hooks */
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
@@ -228,6 +231,10 @@ current_policy_flags(void)
 		flags |= POLICY_BLOCK_ALL_C;
 	if (pysafe_force_read_only)
 		flags |= POLICY_FORCE_READ_ONLY;
+	if (pysafe_lock_session_authorization)
+		flags |= POLICY_LOCK_SESSION_AUTH;
+	if (GetSessionUserId() != GetAuthenticatedUserId())
+		flags |= POLICY_SWITCHED_SESSION_AUTH;
 	return flags;
 }
 
@@ -592,11 +599,16 @@ pysafe_object_access(ObjectAccessType access, Oid classId, Oid objectId,
  * ---------------------------------------------------------------------
  */
 
-/* Settings whose change could lift read-only; the Python policy has the same list. */
+/*
+ * Settings the fast path leaves to the Python policy: those whose change
+ * could lift read-only (the policy has the same list), and
+ * session_authorization, which pysafe.lock_session_authorization can lock.
+ */
 static bool
 is_protected_setting(const char *name)
 {
 	return name == NULL ||
+		pg_strcasecmp(name, "session_authorization") == 0 ||	/* lockable */
 		pg_strcasecmp(name, "default_transaction_read_only") == 0 ||
 		pg_strcasecmp(name, "transaction_read_only") == 0 ||
 		pg_strncasecmp(name, "pysafe.", 7) == 0;
@@ -931,6 +943,9 @@ _PG_init(void)
 	define_bool_setting("pysafe.force_read_only",
 						"Force every transaction of a restricted session to be read-only.",
 						&pysafe_force_read_only, true);
+	define_bool_setting("pysafe.lock_session_authorization",
+						"Keep a session that became restricted through SET SESSION AUTHORIZATION from switching back.",
+						&pysafe_lock_session_authorization, false);
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("pysafe");
 #else

@@ -140,6 +140,7 @@ class Server:
             "block_c_functions": "on",
             "block_all_c_functions": "off",
             "force_read_only": "on",
+            "lock_session_authorization": "off",
         }
         with self.connect() as conn:
             for name in defaults:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import pytest
@@ -62,7 +61,7 @@ HAND_PICKED = [
     "SELECT 1",
 ]
 
-ALL_SETTINGS = [PolicySettings(*flags) for flags in itertools.product([True, False], repeat=5)]
+ALL_SETTINGS = [PolicySettings.from_flags(flags) for flags in range(128)]
 
 
 def setting_statements(server: Server) -> list[str]:

@@ -118,7 +118,7 @@ def test_untrusted_do_follows_block_c_functions() -> None:
 
 
 def test_flags_round_trip() -> None:
-    for flags in range(32):
+    for flags in range(128):
         assert PolicySettings.from_flags(flags).to_flags() == flags
 
 

@@ -97,3 +97,30 @@ def test_membership_granted_later_takes_effect(server: Server) -> None:
             assert refusal is not None and refusal.sqlstate == "25006"
     finally:
         server.admin("DROP ROLE late_joiner")
+
+
+def test_lock_session_authorization_keeps_the_switched_identity(settings: Server) -> None:
+    """App-per-user: an injected statement must not get back to the privileged login."""
+    settings.set_settings(lock_session_authorization="on")
+    message = "cannot change session authorization in a read-only session"
+    with settings.connect("app_login") as conn:
+        assert attempt_on(conn, "SET SESSION AUTHORIZATION reporting") is None
+        for escape in (
+            "RESET SESSION AUTHORIZATION",
+            "SET SESSION AUTHORIZATION DEFAULT",
+            "SET SESSION AUTHORIZATION app_login",
+            "DISCARD ALL",
+        ):
+            refusal = attempt_on(conn, escape)
+            assert refusal is not None and refusal.sqlstate == "25006", (escape, refusal)
+            assert refusal.message == message
+        row = conn.execute("SELECT session_user, pysafe.session_is_restricted()").fetchone()
+        assert row == ("reporting", True)
+    # A restricted login that never switched is not affected (poolers' DISCARD ALL).
+    settings.assert_allowed("reporting", "DISCARD ALL")
+    # An unrestricted login switches freely.
+    with settings.connect("app_login") as conn:
+        assert (
+            attempt_on(conn, "SET SESSION AUTHORIZATION writer", "RESET SESSION AUTHORIZATION")
+            is None
+        )

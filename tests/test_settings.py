@@ -13,6 +13,7 @@ DEFAULTS = {
     "pysafe.block_c_functions": "on",
     "pysafe.block_all_c_functions": "off",
     "pysafe.force_read_only": "on",
+    "pysafe.lock_session_authorization": "off",  # pysafe's own, off by default
 }
 INSERT = "INSERT INTO accounts VALUES (90, 1)"
 

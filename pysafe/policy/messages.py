@@ -19,3 +19,4 @@ EXPLAIN_ANALYZE_WRITE = (
 UNTRUSTED_DO = "cannot execute a DO block in an untrusted language in a read-only session"
 CREATE_TABLE_AS = "cannot execute CREATE TABLE AS in a read-only session"
 UNPARSABLE = "cannot execute {command} in a read-only session: pysafe could not verify it"
+SESSION_AUTHORIZATION = "cannot change session authorization in a read-only session"

@@ -10,6 +10,9 @@ BLOCK_DDL = 0x02
 BLOCK_C_FUNCTIONS = 0x04
 BLOCK_ALL_C_FUNCTIONS = 0x08
 FORCE_READ_ONLY = 0x10
+LOCK_SESSION_AUTHORIZATION = 0x20
+# Not a setting: the session became restricted through SET SESSION AUTHORIZATION.
+SWITCHED_SESSION_AUTHORIZATION = 0x40
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,8 @@ class PolicySettings:
     block_c_functions: bool = True
     block_all_c_functions: bool = False
     force_read_only: bool = True
+    lock_session_authorization: bool = False
+    switched_session_authorization: bool = False
 
     @classmethod
     def from_flags(cls, flags: int) -> PolicySettings:
@@ -31,6 +36,8 @@ class PolicySettings:
             block_c_functions=bool(flags & BLOCK_C_FUNCTIONS),
             block_all_c_functions=bool(flags & BLOCK_ALL_C_FUNCTIONS),
             force_read_only=bool(flags & FORCE_READ_ONLY),
+            lock_session_authorization=bool(flags & LOCK_SESSION_AUTHORIZATION),
+            switched_session_authorization=bool(flags & SWITCHED_SESSION_AUTHORIZATION),
         )
 
     def to_flags(self) -> int:
@@ -41,4 +48,11 @@ class PolicySettings:
             | (BLOCK_C_FUNCTIONS if self.block_c_functions else 0)
             | (BLOCK_ALL_C_FUNCTIONS if self.block_all_c_functions else 0)
             | (FORCE_READ_ONLY if self.force_read_only else 0)
+            | (LOCK_SESSION_AUTHORIZATION if self.lock_session_authorization else 0)
+            | (SWITCHED_SESSION_AUTHORIZATION if self.switched_session_authorization else 0)
         )
+
+    @property
+    def session_authorization_locked(self) -> bool:
+        """Must this session keep the identity it switched to?"""
+        return self.lock_session_authorization and self.switched_session_authorization

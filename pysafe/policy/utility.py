@@ -94,9 +94,21 @@ def requests_read_write(options: tuple[ast.Node, ...] | None) -> bool:
     return False
 
 
-def decide_set(stmt: ast.VariableSetStmt) -> Verdict:
+LOCKED_DETAIL = (
+    "pysafe.lock_session_authorization keeps a session that became restricted through "
+    "SET SESSION AUTHORIZATION from switching back."
+)
+
+
+def decide_set(stmt: ast.VariableSetStmt, settings: PolicySettings) -> Verdict:
     """SET/RESET: read-only settings may only be set to on; pysafe's not at all."""
     kind = stmt.kind
+    if (stmt.name or "").lower() == "session_authorization" and (
+        settings.session_authorization_locked
+    ):
+        return Verdict.refuse(
+            "session_authorization", messages.SESSION_AUTHORIZATION, LOCKED_DETAIL
+        )
     if kind == VariableSetKind.VAR_RESET_ALL:
         # RESET ALL is harmless: the shim re-forces read-only at every statement.
         return Verdict.allow("session_setting")
@@ -214,7 +226,16 @@ def decide_utility_node(
 ) -> Verdict:
     """Decide one parsed utility statement; ``command`` names it in messages."""
     if isinstance(stmt, ast.VariableSetStmt):
-        return decide_set(stmt)
+        return decide_set(stmt, settings)
+    if (
+        isinstance(stmt, ast.DiscardStmt)
+        and stmt.target == DiscardMode.DISCARD_ALL
+        and settings.session_authorization_locked
+    ):
+        # DISCARD ALL includes SET SESSION AUTHORIZATION DEFAULT.
+        return Verdict.refuse(
+            "session_authorization", messages.SESSION_AUTHORIZATION, LOCKED_DETAIL
+        )
     if isinstance(stmt, ast.TransactionStmt):
         return decide_transaction(stmt, settings)
     if isinstance(stmt, ast.ExplainStmt):
