@@ -6,6 +6,8 @@ succeed: the refusal comes from pysafe, and the test could fail.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from tests.support import Server, attempt_on, writes_as_unrestricted
@@ -234,3 +236,22 @@ def test_set_config_cannot_leave_the_read_only_default_off(server: Server) -> No
         assert conn.execute(
             "SELECT current_setting('default_transaction_read_only')"
         ).fetchone() == ("on",)
+
+
+@pytest.fixture(scope="module")
+def checks_alone(server: Server) -> Iterator[Server]:
+    """Read-only forcing off for the module: only the shim's checks remain."""
+    server.set_settings(force_read_only="off")
+    yield server
+    server.reset_settings()
+
+
+@pytest.mark.parametrize("statements", [c[1] for c in BLOCKED], ids=[c[0] for c in BLOCKED])
+def test_checks_alone_refuse_every_blocked_statement(
+    checks_alone: Server, statements: tuple[str, ...]
+) -> None:
+    """Each layer holds alone: without read-only forcing, nothing gets written."""
+    with checks_alone.connect("reporting") as conn:
+        attempt_on(conn, "SELECT 1")
+        assert conn.execute("SHOW transaction_read_only").fetchone() == ("off",)
+    checks_alone.assert_refused("reporting", *statements)
