@@ -330,6 +330,13 @@ check_plan_is_read_only(QueryDesc *queryDesc)
 	PlannedStmt *stmt = queryDesc->plannedstmt;
 	char		message[128];
 
+	/*
+	 * A table made by SELECT INTO / EXPLAIN ANALYZE CREATE TABLE AS gets past
+	 * PostgreSQL's own read-only check, so read-only forcing refuses it too.
+	 */
+	if ((pysafe_block_dml || pysafe_force_read_only) &&
+		queryDesc->dest != NULL && queryDesc->dest->mydest == DestIntoRel)
+		refuse("cannot execute CREATE TABLE AS in a read-only session", NULL);
 	if (!pysafe_block_dml)
 		return;
 	if (queryDesc->operation != CMD_SELECT)
@@ -343,8 +350,6 @@ check_plan_is_read_only(QueryDesc *queryDesc)
 		refuse("cannot execute a data-modifying WITH clause in a read-only session", NULL);
 	if (plan_locks_rows(stmt))
 		refuse("cannot execute SELECT FOR UPDATE/SHARE in a read-only session", NULL);
-	if (queryDesc->dest != NULL && queryDesc->dest->mydest == DestIntoRel)
-		refuse("cannot execute CREATE TABLE AS in a read-only session", NULL);
 }
 
 /* ExecutorStart hook: force read-only, then check the plan. */
@@ -588,7 +593,12 @@ static void
 pysafe_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 					 int subId, void *arg)
 {
-	if (access == OAT_FUNCTION_EXECUTE && pysafe_block_c_functions && checks_apply())
+	/*
+	 * Listed built-ins write even in a read-only transaction (large objects),
+	 * so read-only forcing refuses them as well as block_c_functions does.
+	 */
+	if (access == OAT_FUNCTION_EXECUTE &&
+		(pysafe_block_c_functions || pysafe_force_read_only) && checks_apply())
 		check_builtin_function(objectId);
 	if (prev_object_access_hook)
 		prev_object_access_hook(access, classId, objectId, subId, arg);

@@ -126,3 +126,23 @@ def test_roles_setting_rejects_bad_list_syntax(server: Server) -> None:
     with server.connect() as conn:
         refusal = attempt_on(conn, "ALTER SYSTEM SET pysafe.roles = 'a, \"unterminated'")
     assert refusal is not None and refusal.sqlstate == "22023"
+
+
+def test_read_only_forcing_alone_covers_what_postgresql_lets_through(settings: Server) -> None:
+    """With every check off, forcing still refuses tables made by SELECT INTO
+    under EXPLAIN ANALYZE and the built-in writers, which pass PostgreSQL's own
+    read-only check."""
+    settings.set_settings(block_dml="off", block_ddl="off", block_c_functions="off")
+    settings.assert_refused(
+        "reporting",
+        "EXPLAIN ANALYZE CREATE TABLE t_ex AS SELECT 1",
+        message="cannot execute CREATE TABLE AS in a read-only session",
+    )
+    for call in ("SELECT lo_from_bytea(0, 'x')", "SELECT nextval('ticket_seq')"):
+        settings.assert_refused("reporting", call, message=FUNCTIONS)
+    # And with forcing off too, nothing of pysafe's refuses them.
+    settings.set_settings(force_read_only="off")
+    with settings.connect("reporting") as conn:
+        conn.autocommit = False
+        assert attempt_on(conn, "SELECT lo_from_bytea(0, 'x')") is None
+        conn.rollback()
