@@ -211,6 +211,17 @@ def attempt_on(conn: psycopg.Connection, *statements: str) -> Refusal | None:
     return None
 
 
+def assert_each_refused(
+    conn: psycopg.Connection, statements: tuple[str, ...], message: str | None = None
+) -> None:
+    """On one open session, every statement is refused with 25006 (and ``message``)."""
+    for statement in statements:
+        refusal = attempt_on(conn, statement)
+        assert refusal is not None and refusal.sqlstate == READ_ONLY_SQLSTATE, (statement, refusal)
+        if message is not None:
+            assert refusal.message == message, (statement, refusal)
+
+
 def quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
