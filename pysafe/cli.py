@@ -27,6 +27,10 @@ def print_report(report: InstallReport, action: str) -> None:
         )
 
 
+def print_progress(message: str) -> None:
+    print(f"... {message}")
+
+
 def run_install_like(args: argparse.Namespace) -> int:
     failures = 0
     for dsn in args.dsn:
@@ -35,11 +39,12 @@ def run_install_like(args: argparse.Namespace) -> int:
                 report = install(
                     dsn,
                     args.pg_config,
-                    progress=lambda m: print(f"... {m}"),
+                    progress=print_progress,
                     session_preload=args.session_preload,
+                    shim=not args.no_shim,
                 )
             else:
-                report = uninstall(dsn, args.pg_config, progress=lambda m: print(f"... {m}"))
+                report = uninstall(dsn, args.pg_config, progress=print_progress)
         except (InstallError, psycopg.Error) as error:
             failures += 1
             print(f"{args.command} failed: {error}", file=sys.stderr)

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from pysafe.install import install
 from pysafe.localcluster import LocalCluster
 from tests.support import attempt_on
+from tests.test_installer import pg_config, run_cli
 
 LOGIN_EVENTS = 17
 
@@ -23,8 +23,14 @@ LOGIN_EVENTS = 17
 def cluster() -> Iterator[LocalCluster]:
     cluster = LocalCluster(settings={"autovacuum": "off"}).start()
     try:
-        report = install(cluster.dsn(), cluster.pg_config, shim=False)
-        assert not report.restart_needed
+        # Through the CLI, so the --no-shim flag itself is what is tested.
+        result = run_cli("install", "--dsn", cluster.dsn(), "--no-shim", *pg_config(cluster))
+        assert result.returncode == 0, result.stderr
+        assert "Python-only mode" in result.stdout
+        assert "RESTART NEEDED" not in result.stdout
+        with cluster.connect() as conn:
+            preload = conn.execute("SHOW shared_preload_libraries").fetchone()
+            assert preload == ("",)
         with cluster.connect() as conn:
             conn.execute("CREATE ROLE can_write NOLOGIN")
             conn.execute("CREATE ROLE reporting LOGIN IN ROLE can_write")
