@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from pysafe.localcluster import LocalCluster
+
+REPO = Path(__file__).resolve().parent.parent
 
 RESTRICTED_ROLES_SETTING = 'reporting, "Report Team", nobody_here'
 READ_ONLY_SQLSTATE = "25006"
@@ -247,3 +253,21 @@ def writes_as_unrestricted(server: Server, *statements: str) -> None:
             refusal = attempt_on(conn, *statements)
     if refusal is not None:
         pytest.fail(f"control failed: {statements} refused for writer: {refusal}")
+
+
+def run_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """python -m pysafe ARGS, from this checkout."""
+    return subprocess.run(
+        [sys.executable, "-m", "pysafe", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+        cwd=REPO,
+    )
+
+
+def pg_config(cluster: LocalCluster) -> tuple[str, str]:
+    """The binaries under test may not be where install looks by default."""
+    return ("--pg-config", str(cluster.pg_config))

@@ -14,26 +14,7 @@ from pysafe.install import InstallError, install
 from pysafe.install.files import find_pg_config
 from pysafe.install.server_facts import ServerFacts, require_installable
 from pysafe.localcluster import LocalCluster
-from tests.support import attempt_on
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "pysafe", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        cwd=REPO,
-    )
-
-
-def pg_config(cluster: LocalCluster) -> tuple[str, str]:
-    """The binaries under test may not be where install looks by default."""
-    return ("--pg-config", str(cluster.pg_config))
+from tests.support import REPO, attempt_on, pg_config, run_cli
 
 
 def file_setting(cluster: LocalCluster, name: str) -> str | None:

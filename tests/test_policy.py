@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from pysafe.policy import OfflineFacts, PolicySettings, decide_statement, decide_text
 from pysafe.policy.utility import parse_bool
+from tests.support import run_cli
 
-REPO = Path(__file__).resolve().parent.parent
 DEFAULT = PolicySettings()
 
 
@@ -123,14 +122,7 @@ def test_flags_round_trip() -> None:
 
 
 def run_check(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pysafe", "check", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=False,
-    )
+    return run_cli("check", *args, stdin=stdin)
 
 
 def test_offline_check_cli(tmp_path: Path) -> None:

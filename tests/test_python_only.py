@@ -13,8 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from pysafe.localcluster import LocalCluster
-from tests.support import attempt_on
-from tests.test_installer import pg_config, run_cli
+from tests.support import attempt_on, pg_config, run_cli
 
 LOGIN_EVENTS = 17
 

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+from tests.support import Server, run_cli
 
-from tests.support import Server
-
-REPO = Path(__file__).resolve().parent.parent
 FULL_MODE_LIVE = [
     "mode",
     "configuration home",
@@ -52,30 +46,9 @@ def test_status_follows_the_settings(settings: Server) -> None:
 
 
 def test_status_cli(server: Server) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "pysafe", "status", "--dsn", server.cluster.dsn(user="reporting")],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    result = run_cli("status", "--dsn", server.cluster.dsn(user="reporting"))
     assert result.returncode == 0, result.stderr
     assert "LIVE  this session restricted" in result.stdout
     assert "off   DDL veto by event trigger" in result.stdout
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pysafe",
-            "status",
-            "--dsn",
-            "host=127.0.0.1 port=1 connect_timeout=2",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    bad = run_cli("status", "--dsn", "host=127.0.0.1 port=1 connect_timeout=2")
     assert bad.returncode != 0 and "status failed" in bad.stderr
