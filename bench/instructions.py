@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from pysafe.localcluster import SERVICE_USER, LocalCluster
+from pysafe.localcluster import LocalCluster, as_service_user
 
 COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
@@ -38,19 +38,19 @@ def count_instructions(cluster: LocalCluster, sql: str, preload: bool) -> int:
         script.write(sql)
     os.chmod(script.name, 0o644)
     out_file = Path(tempfile.gettempdir()) / f"callgrind.pysafe.{os.getpid()}"
-    prefix = ["runuser", "-u", SERVICE_USER, "--"] if os.geteuid() == 0 else []
-    command = [
-        *prefix,
-        "valgrind",
-        "--tool=callgrind",
-        f"--callgrind-out-file={out_file}",
-        str(cluster.bindir / "postgres"),
-        "--single",
-        "-D",
-        str(cluster.workdir / "data"),
-        *options,
-        "postgres",
-    ]
+    command = as_service_user(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out_file}",
+            str(cluster.bindir / "postgres"),
+            "--single",
+            "-D",
+            str(cluster.workdir / "data"),
+            *options,
+            "postgres",
+        ]
+    )
     with open(script.name) as stdin:
         result = subprocess.run(
             command,

@@ -30,6 +30,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def as_service_user(command: list[str]) -> list[str]:
+    """The command, run as the postgres OS user when we are root."""
+    return ["runuser", "-u", SERVICE_USER, "--", *command] if os.geteuid() == 0 else command
+
+
+def hand_to_service_user(*paths: Path) -> None:
+    """When root: give paths to the postgres OS user, so what runs as it can write there."""
+    if os.geteuid() != 0:
+        return
+    account = pwd.getpwnam(SERVICE_USER)
+    for path in paths:
+        os.chown(path, account.pw_uid, account.pw_gid)
+
+
 def pg_ctl_for_this_user(bindir: Path, workdir: Path) -> Path:
     """pg_ctl itself, or as root a wrapper that runs it as the postgres OS user."""
     pg_ctl = bindir / "pg_ctl"
@@ -54,9 +68,7 @@ class LocalCluster:
     def __post_init__(self) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="pysafe-cluster-"))
         self.workdir.chmod(0o755)
-        if os.geteuid() == 0:
-            account = pwd.getpwnam(SERVICE_USER)
-            os.chown(self.workdir, account.pw_uid, account.pw_gid)
+        hand_to_service_user(self.workdir)
         self.port = free_port()
         options = " ".join(f"-c {name}={value}" for name, value in self.settings.items())
         self.executor = PostgreSQLExecutor(
@@ -121,7 +133,6 @@ class LocalCluster:
 
     def run_as_service_user(self, *command: str) -> subprocess.CompletedProcess[str]:
         """Run a server binary (pgbench, psql) as the user the cluster runs as."""
-        prefix = ["runuser", "-u", SERVICE_USER, "--"] if os.geteuid() == 0 else []
         return subprocess.run(
-            [*prefix, *command], capture_output=True, text=True, check=False, cwd="/"
+            as_service_user(list(command)), capture_output=True, text=True, check=False, cwd="/"
         )

@@ -7,8 +7,6 @@ DISCARD ALL as its reset query.
 
 from __future__ import annotations
 
-import os
-import pwd
 import shutil
 import subprocess
 import time
@@ -18,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pysafe.localcluster import SERVICE_USER, free_port
+from pysafe.localcluster import as_service_user, free_port, hand_to_service_user
 from tests.support import Server, assert_each_refused, attempt_on
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
@@ -58,13 +56,13 @@ def pooler(request: pytest.FixtureRequest, server: Server) -> Iterator[str]:
     folder.mkdir(exist_ok=True)
     port = free_port()
     config = write_config(folder, server, port, request.param)
-    command = [PGBOUNCER, str(config)]
-    if os.geteuid() == 0:  # pgbouncer refuses to run as root
-        account = pwd.getpwnam(SERVICE_USER)
-        for path in (folder, *folder.iterdir()):
-            os.chown(path, account.pw_uid, account.pw_gid)
-        command = ["runuser", "-u", SERVICE_USER, "--", *command]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # pgbouncer refuses to run as root: it runs as the postgres OS user.
+    hand_to_service_user(folder, *folder.iterdir())
+    process = subprocess.Popen(
+        as_service_user([PGBOUNCER, str(config)]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     dsn = f"host=127.0.0.1 port={port} dbname=postgres user={{user}}"
     deadline = time.monotonic() + 10
     while True:
