@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pysafe import LOGIN_EVENT_VERSION
 from pysafe.policy.settings import PolicySettings
-
-LOGIN_EVENT_VERSION = 170000
 
 
 @dataclass(frozen=True)

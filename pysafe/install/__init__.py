@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psycopg
 
-from pysafe import __version__
+from pysafe import LOGIN_EVENT_VERSION, __version__
 from pysafe.install import cluster, files
 from pysafe.install.errors import InstallError
 from pysafe.install.server_facts import (
@@ -51,7 +51,7 @@ def install(
     with psycopg.connect(dsn, autocommit=True) as conn:
         facts = read_server_facts(conn)
         require_installable(facts)
-        if session_preload and facts.version_num >= cluster.LOGIN_EVENT_VERSION:
+        if session_preload and facts.version_num >= LOGIN_EVENT_VERSION:
             raise InstallError(
                 "--session-preload is for servers before PostgreSQL 17; from 17 on, the "
                 "login event trigger does its job. Run install without it."
@@ -81,7 +81,7 @@ def install(
             report.steps.append("Python-only mode: no shim (see python -m pysafe status)")
             cluster.seed_roles_setting(conn)
         if session_preload and cluster.add_library(
-            conn, cluster.SESSION_PRELOAD, cluster.SESSION_LIBRARY
+            conn, cluster.SESSION_PRELOAD, files.SESSION_LIBRARY
         ):
             report.steps.append("pysafe_session added to session_preload_libraries")
         conn.execute("SELECT pg_reload_conf()")
@@ -92,7 +92,7 @@ def install(
         progress(f"extension in database {dbname}")
         with cluster.connect_to(dsn, dbname) as db_conn:
             report.databases[dbname] = cluster.ensure_extension(db_conn, __version__, shim)
-    if not shim and facts.version_num < cluster.LOGIN_EVENT_VERSION:
+    if not shim and facts.version_num < LOGIN_EVENT_VERSION:
         with psycopg.connect(dsn, autocommit=True) as conn:
             roles = [str(r[0]) for r in conn.execute("SELECT pysafe.apply_role_defaults()")]
         report.steps.append(
@@ -118,7 +118,7 @@ def uninstall(
         if reset:
             report.steps.append(f"ALTER SYSTEM RESET {', '.join(reset)}")
         # Before any file goes: a listed library that is missing fails every login.
-        if cluster.remove_library(conn, cluster.SESSION_PRELOAD, cluster.SESSION_LIBRARY):
+        if cluster.remove_library(conn, cluster.SESSION_PRELOAD, files.SESSION_LIBRARY):
             report.steps.append("pysafe_session removed from session_preload_libraries")
         if cluster.remove_library(conn, cluster.SHARED_PRELOAD, files.SHIM_NAME):
             report.steps.append("pysafe removed from shared_preload_libraries")

@@ -8,9 +8,6 @@ from psycopg.conninfo import make_conninfo
 
 SHARED_PRELOAD = "shared_preload_libraries"
 SESSION_PRELOAD = "session_preload_libraries"
-SESSION_LIBRARY = "pysafe_session"
-# PostgreSQL 17 has login event triggers; before it, pysafe_session.so does that job.
-LOGIN_EVENT_VERSION = 170000
 
 
 def split_library_list(value: str) -> list[str]:

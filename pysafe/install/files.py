@@ -18,6 +18,8 @@ from pysafe.install.assets import PACKAGE_DIR, asset_dir
 from pysafe.install.errors import InstallError
 
 SHIM_NAME = "pysafe"
+# Session-start enforcement before PostgreSQL 17 (installer/pysafe_session.c).
+SESSION_LIBRARY = f"{SHIM_NAME}_session"
 PATH_PLACEHOLDER = "@PYSAFE_PYTHON_PATH@"
 
 
@@ -46,7 +48,7 @@ class ServerPaths:
 
     @property
     def session_library(self) -> Path:
-        return self.pkglibdir / f"{SHIM_NAME}_session.so"
+        return self.pkglibdir / f"{SESSION_LIBRARY}.so"
 
     def extension_files(self) -> list[Path]:
         return sorted(self.extension_dir.glob("pysafe.control")) + sorted(

@@ -94,9 +94,11 @@ def requests_read_write(options: tuple[ast.Node, ...] | None) -> bool:
     return False
 
 
-LOCKED_DETAIL = (
+SESSION_AUTHORIZATION_LOCKED = Verdict.refuse(
+    "session_authorization",
+    messages.SESSION_AUTHORIZATION,
     "pysafe.lock_session_authorization keeps a session that became restricted through "
-    "SET SESSION AUTHORIZATION from switching back."
+    "SET SESSION AUTHORIZATION from switching back.",
 )
 
 
@@ -106,9 +108,7 @@ def decide_set(stmt: ast.VariableSetStmt, settings: PolicySettings) -> Verdict:
     if (stmt.name or "").lower() == "session_authorization" and (
         settings.session_authorization_locked
     ):
-        return Verdict.refuse(
-            "session_authorization", messages.SESSION_AUTHORIZATION, LOCKED_DETAIL
-        )
+        return SESSION_AUTHORIZATION_LOCKED
     if kind == VariableSetKind.VAR_RESET_ALL:
         # RESET ALL is harmless: the shim re-forces read-only at every statement.
         return Verdict.allow("session_setting")
@@ -233,9 +233,7 @@ def decide_utility_node(
         and settings.session_authorization_locked
     ):
         # DISCARD ALL includes SET SESSION AUTHORIZATION DEFAULT.
-        return Verdict.refuse(
-            "session_authorization", messages.SESSION_AUTHORIZATION, LOCKED_DETAIL
-        )
+        return SESSION_AUTHORIZATION_LOCKED
     if isinstance(stmt, ast.TransactionStmt):
         return decide_transaction(stmt, settings)
     if isinstance(stmt, ast.ExplainStmt):

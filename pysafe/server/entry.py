@@ -39,12 +39,7 @@ STATUS_FACTS_QUERY = """
 SELECT current_setting('server_version_num')::int AS version,
        pysafe.shim_loaded() AS shim,
        pysafe.session_is_restricted() AS restricted,
-       CASE WHEN pysafe.shim_loaded() THEN current_setting('pysafe.block_dml')::bool::int
-              | current_setting('pysafe.block_ddl')::bool::int * 2
-              | current_setting('pysafe.block_c_functions')::bool::int * 4
-              | current_setting('pysafe.block_all_c_functions')::bool::int * 8
-              | current_setting('pysafe.force_read_only')::bool::int * 16
-            ELSE pysafe.configured_flags() END AS flags,
+       pysafe.shim_settings_flags() AS flags,
        (SELECT l.lanname FROM pg_catalog.pg_event_trigger e
           JOIN pg_catalog.pg_proc p ON p.oid = e.evtfoid
           JOIN pg_catalog.pg_language l ON l.oid = p.prolang
