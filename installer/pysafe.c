@@ -101,9 +101,6 @@ static Oid	blocked_relid = InvalidOid;
 static Oid *blocked_oids = NULL;
 static int	blocked_count = 0;
 
-/* Has this backend applied the login-time read-only defaults yet? */
-static bool login_defaults_checked = false;
-
 /* Cached answer of session_is_restricted(); see restriction_cache_reset(). */
 static bool restriction_cache_valid = false;
 static Oid	restriction_cache_user = InvalidOid;
@@ -257,26 +254,20 @@ force_read_only(void)
 		XactReadOnly = true;
 }
 
-/* Start the session with read-only defaults (login path). */
-static void
-force_read_only_defaults(void)
-{
-	if (pysafe_force_read_only)
-		SetConfigOption("default_transaction_read_only", "on", PGC_SUSET, PGC_S_SESSION);
-}
-
 /*
- * Once per backend, at the first statement of the login identity: give a
- * restricted login the read-only defaults, as the login trigger (17+) or
- * pysafe_session does at connection.  Not after SET SESSION AUTHORIZATION:
- * a login that switches back must find its own defaults untouched.
+ * A restricted login keeps default_transaction_read_only on: set it again
+ * whenever it is found off (at login, at the first statement, after RESET
+ * ALL, DISCARD ALL or set_config()).  Only for the login identity: a login
+ * that switched with SET SESSION AUTHORIZATION and switches back must find
+ * its own defaults untouched.  Callers have established that the session is
+ * restricted.
  */
 static void
-apply_login_defaults_once(void)
+keep_login_defaults(void)
 {
-	login_defaults_checked = true;
-	if (GetSessionUserId() == GetAuthenticatedUserId())
-		force_read_only_defaults();
+	if (pysafe_force_read_only && !DefaultXactReadOnly &&
+		GetSessionUserId() == GetAuthenticatedUserId())
+		SetConfigOption("default_transaction_read_only", "on", PGC_SUSET, PGC_S_SESSION);
 }
 
 /* Does the statement reset every session setting (poolers send these)? */
@@ -294,11 +285,7 @@ checks_apply(void)
 {
 	if (IsParallelWorker() || !session_is_restricted())
 		return false;
-	if (!login_defaults_checked)
-		apply_login_defaults_once();
-	else if (pysafe_force_read_only && !DefaultXactReadOnly &&
-			 GetSessionUserId() == GetAuthenticatedUserId())
-		force_read_only_defaults();	/* switched off by set_config() or alike */
+	keep_login_defaults();
 	return true;
 }
 
@@ -847,8 +834,8 @@ pysafe_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	 * defaults back to off; a restricted login gets them again at once.
 	 */
 	if (resets_session_settings(pstmt->utilityStmt) && IsTransactionState() &&
-		checks_apply() && GetSessionUserId() == GetAuthenticatedUserId())
-		force_read_only_defaults();
+		!IsParallelWorker() && session_is_restricted())
+		keep_login_defaults();
 }
 
 /* ---------------------------------------------------------------------
@@ -882,30 +869,28 @@ pysafe_fast_path_allows(PG_FUNCTION_ARGS)
 }
 
 /*
- * pysafe.login_trigger(): the function of the "ON login" event trigger
- * (PostgreSQL 17+).  Superusers return at once, so a fault here can never
- * keep them out; restricted sessions start with default_transaction_read_only
- * on.  The per-statement checks do not depend on it.
+ * Session start: restricted sessions begin with default_transaction_read_only
+ * on.  Called by pysafe_session.so (session_preload_libraries, before
+ * PostgreSQL 17) inside a transaction, and by the login trigger.  Superusers
+ * are never restricted (the first thing session_is_restricted() settles), so
+ * nothing here can keep them out.  The per-statement checks do not depend on
+ * this.
  */
+void
+pysafe_session_start(void)
+{
+	if (session_is_restricted())
+		keep_login_defaults();
+}
+
+/* pysafe.login_trigger(): the function of the "ON login" event trigger (17+). */
 Datum
 pysafe_login_trigger(PG_FUNCTION_ARGS)
 {
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		elog(ERROR, "pysafe.login_trigger() can only run as an event trigger");
-	if (!superuser_arg(GetSessionUserId()) && session_is_restricted())
-		force_read_only_defaults();
+	pysafe_session_start();
 	PG_RETURN_VOID();
-}
-
-/*
- * Called by pysafe_session.so at session start (session_preload_libraries,
- * before PostgreSQL 17), inside a transaction: the same as the login trigger.
- */
-void
-pysafe_session_start(void)
-{
-	if (!superuser_arg(GetSessionUserId()) && session_is_restricted())
-		force_read_only_defaults();
 }
 
 /* pysafe.shim_settings_flags(): the flags the shim passes to the policy. */
