@@ -10,8 +10,8 @@
  *	- refuses DML, data-modifying WITH, row locks and SELECT INTO at
  *	  ExecutorStart,
  *	- refuses side-effecting functions (volatile C or untrusted-language
- *	  functions) when fmgr binds them, and the built-in ones the policy
- *	  lists (pysafe.blocked_functions) when the executor announces them,
+ *	  functions) when fmgr binds them, and volatile built-ins the Python
+ *	  policy has not cleared when the executor announces them,
  *	- hands every utility statement that is not trivially safe to the
  *	  Python policy (pysafe.decide_utility, a PL/Python function), and
  *	  refuses the statement if that policy cannot be reached or fails.
@@ -22,10 +22,9 @@
  */
 #include "postgres.h"
 
-#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/transam.h"
 #include "access/parallel.h"
-#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
@@ -43,6 +42,7 @@
 #include "nodes/parsenodes.h"
 #include "nodes/plannodes.h"
 #include "parser/parser.h"
+#include "storage/fd.h"
 #include "tcop/cmdtag.h"
 #include "tcop/dest.h"
 #include "tcop/utility.h"
@@ -92,14 +92,13 @@ static fmgr_hook_type prev_fmgr_hook = NULL;
 static object_access_hook_type prev_object_access_hook = NULL;
 
 /*
- * Built-in functions the policy refuses (pysafe.blocked_functions), loaded
- * once per backend and again after a relcache invalidation of the table.
+ * Volatile built-in functions the Python policy clears for restricted
+ * sessions, read once per backend from the file the installer writes.
  */
-static bool blocked_loaded = false;
-static bool blocked_table_found = false;
-static Oid	blocked_relid = InvalidOid;
-static Oid *blocked_oids = NULL;
-static int	blocked_count = 0;
+static bool cleared_loaded = false;
+static bool cleared_file_found = false;
+static Oid *cleared_oids = NULL;
+static int	cleared_count = 0;
 
 /* Cached answer of session_is_restricted(); see restriction_cache_reset(). */
 static bool restriction_cache_valid = false;
@@ -472,107 +471,82 @@ compare_oids(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* The genuine pysafe.blocked_functions: an extension member owned by a superuser. */
-static Oid
-lookup_blocked_table(void)
+/* Where the installer writes the cleared built-ins (pysafe/install/function_review.py). */
+static void
+cleared_builtins_path(char *path)
 {
-	Oid			extoid = get_extension_oid(POLICY_EXTENSION, true);
-	Oid			nspoid = get_namespace_oid(POLICY_SCHEMA, true);
-	Oid			relid;
-	HeapTuple	tuple;
-	bool		genuine = false;
+	char		sharepath[MAXPGPATH];
 
-	if (!OidIsValid(extoid) || !OidIsValid(nspoid))
-		return InvalidOid;
-	relid = get_relname_relid("blocked_functions", nspoid);
-	if (!OidIsValid(relid) || getExtensionOfObject(RelationRelationId, relid) != extoid)
-		return InvalidOid;
-	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (HeapTupleIsValid(tuple))
-	{
-		genuine = superuser_arg(((Form_pg_class) GETSTRUCT(tuple))->relowner);
-		ReleaseSysCache(tuple);
-	}
-	return genuine ? relid : InvalidOid;
+	get_share_path(my_exec_path, sharepath);
+	snprintf(path, MAXPGPATH, "%s/pysafe/cleared_builtins", sharepath);
 }
 
-/* Read the OIDs of pysafe.blocked_functions into a sorted array. */
+/* Read the cleared built-ins' OIDs ("OID signature" lines) into a sorted array. */
 static void
-load_blocked_functions(void)
+load_cleared_builtins(void)
 {
-	Relation	rel;
-	SysScanDesc scan;
-	HeapTuple	tuple;
-	int			capacity = 64;
-	Oid		   *oids;
+	char		path[MAXPGPATH];
+	char		line[1024];
+	FILE	   *file;
+	int			capacity = 256;
 
-	blocked_count = 0;
-	blocked_relid = lookup_blocked_table();
-	blocked_table_found = OidIsValid(blocked_relid);
-	blocked_loaded = true;
-	if (!blocked_table_found)
+	cleared_loaded = true;
+	cleared_builtins_path(path);
+	file = AllocateFile(path, "r");
+	if (file == NULL)
 		return;
-
-	oids = MemoryContextAlloc(TopMemoryContext, capacity * sizeof(Oid));
-	rel = table_open(blocked_relid, AccessShareLock);
-	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
-	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	cleared_oids = MemoryContextAlloc(TopMemoryContext, capacity * sizeof(Oid));
+	while (fgets(line, sizeof(line), file) != NULL)
 	{
-		bool		isnull;
-		Datum		fn = heap_getattr(tuple, 1, RelationGetDescr(rel), &isnull);
+		char	   *end;
+		unsigned long oid = strtoul(line, &end, 10);
 
-		if (isnull)
-			continue;
-		if (blocked_count == capacity)
+		if (end == line || oid == 0 || *end != ' ')
+			continue;			/* comments and anything unexpected */
+		if (cleared_count == capacity)
 		{
 			capacity *= 2;
-			oids = repalloc(oids, capacity * sizeof(Oid));
+			cleared_oids = repalloc(cleared_oids, capacity * sizeof(Oid));
 		}
-		oids[blocked_count++] = DatumGetObjectId(fn);
+		cleared_oids[cleared_count++] = (Oid) oid;
 	}
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	qsort(oids, blocked_count, sizeof(Oid), compare_oids);
-	if (blocked_oids)
-		pfree(blocked_oids);
-	blocked_oids = oids;
-}
-
-/* Relcache callback: the table (or everything) changed; reload when next needed. */
-static void
-blocked_functions_callback(Datum arg, Oid relid)
-{
-	if (!OidIsValid(relid) || relid == blocked_relid || !blocked_table_found)
-		blocked_loaded = false;
+	FreeFile(file);
+	qsort(cleared_oids, cleared_count, sizeof(Oid), compare_oids);
+	cleared_file_found = true;
 }
 
 /*
- * Refuse a built-in function the policy lists.  Without the table (a
- * database without pysafe) fail closed: refuse every volatile built-in.
+ * Refuse a volatile built-in function the policy has not cleared: the
+ * writers it lists, and any a newer PostgreSQL added since the review.
+ * Without the file every volatile built-in is refused (fail closed).
  */
 static void
 check_builtin_function(Oid fn_oid)
 {
-	bool		blocked;
+	char		detail[NAMEDATALEN + MAXPGPATH + 128];
 
-	if (!blocked_loaded)
-		load_blocked_functions();
-	if (blocked_table_found)
-		blocked = bsearch(&fn_oid, blocked_oids, blocked_count, sizeof(Oid),
-						  compare_oids) != NULL;
+	if (fn_oid >= FirstGenbkiObjectId || func_volatile(fn_oid) != PROVOLATILE_VOLATILE)
+		return;
+	if (!cleared_loaded)
+		load_cleared_builtins();
+	if (cleared_file_found &&
+		bsearch(&fn_oid, cleared_oids, cleared_count, sizeof(Oid), compare_oids) != NULL)
+		return;
+	if (cleared_file_found)
+		snprintf(detail, sizeof(detail),
+				 "%s is a volatile built-in function that pysafe's review does not clear (pysafe/policy/functions.py).",
+				 get_func_name(fn_oid));
 	else
-		blocked = fn_oid < FirstNormalObjectId &&
-			func_volatile(fn_oid) == PROVOLATILE_VOLATILE;
-	if (blocked)
 	{
-		char		detail[NAMEDATALEN + 96];
+		char		path[MAXPGPATH];
 
-		snprintf(detail, sizeof(detail), "%s is listed in pysafe.blocked_functions%s.",
-				 get_func_name(fn_oid),
-				 blocked_table_found ? "" : " (missing here: every volatile built-in is refused)");
-		refuse("cannot execute functions that may have side effects in a read-only session",
-			   detail);
+		cleared_builtins_path(path);
+		snprintf(detail, sizeof(detail),
+				 "%s is a volatile built-in function, and the list of cleared ones (%s) is missing; a superuser should run \"python -m pysafe install\".",
+				 get_func_name(fn_oid), path);
 	}
+	refuse("cannot execute functions that may have side effects in a read-only session",
+		   detail);
 }
 
 /* object_access_hook: the executor announces every function it will call. */
@@ -611,6 +585,22 @@ is_protected_setting(const char *name)
 		pg_strncasecmp(name, "pysafe.", 7) == 0;
 }
 
+/* Does EXPLAIN name the ANALYZE option at all (on or off)?  Then Python decides. */
+static bool
+explain_mentions_analyze(ExplainStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->options)
+	{
+		DefElem    *option = (DefElem *) lfirst(lc);
+
+		if (strcmp(option->defname, "analyze") == 0)
+			return true;
+	}
+	return false;
+}
+
 /*
  * The C fast path: statements that are safe whatever their details, so the
  * Python policy need not be asked.  Anything else goes to Python.  A test
@@ -622,8 +612,31 @@ utility_fast_path_allows(Node *stmt)
 {
 	switch (nodeTag(stmt))
 	{
+			/* Reads, and session state; their queries meet the executor checks. */
 		case T_VariableShowStmt:
+		case T_DeclareCursorStmt:
+		case T_FetchStmt:
+		case T_ClosePortalStmt:
+		case T_PrepareStmt:
+		case T_ExecuteStmt:
+		case T_DeallocateStmt:
+		case T_ListenStmt:
+		case T_UnlistenStmt:
+		case T_NotifyStmt:
+		case T_CallStmt:
 			return true;
+		case T_DiscardStmt:
+			/* DISCARD ALL goes to Python: it can undo SET SESSION AUTHORIZATION. */
+			return ((DiscardStmt *) stmt)->target != DISCARD_ALL;
+		case T_ExplainStmt:
+			return !explain_mentions_analyze((ExplainStmt *) stmt);
+		case T_CopyStmt:
+			{
+				CopyStmt   *copy = (CopyStmt *) stmt;
+
+				/* COPY ... TO STDOUT; files, programs and COPY FROM go to Python. */
+				return !copy->is_from && copy->filename == NULL;
+			}
 		case T_TransactionStmt:
 			{
 				TransactionStmt *txn = (TransactionStmt *) stmt;
@@ -960,5 +973,4 @@ _PG_init(void)
 	fmgr_hook = pysafe_fmgr_hook;
 	prev_object_access_hook = object_access_hook;
 	object_access_hook = pysafe_object_access;
-	CacheRegisterRelcacheCallback(blocked_functions_callback, (Datum) 0);
 }

@@ -13,6 +13,7 @@ from pysafe.install.files import find_pg_config
 from tests.support import FINGERPRINT_FUNCTION, Server, attempt_on, writes_as_unrestricted
 
 BARE_DB = "no_pysafe_here"
+FUNCTIONS = "cannot execute functions that may have side effects in a read-only session"
 
 
 @pytest.fixture
@@ -33,15 +34,15 @@ def test_python_package_removed(server: Server) -> None:
     python_dir.rename(hidden)
     try:
         # A new backend, so the interpreter has not imported pysafe yet.
-        for statement in ("CREATE TABLE t_fc (x int)", "LISTEN chan"):
+        for statement in ("CREATE TABLE t_fc (x int)", "DO $$BEGIN END$$"):
             refusal = server.assert_refused("reporting", statement)
             assert refusal.message is not None and "pysafe policy failed" in refusal.message
         # What the C shim decides alone still works.
         server.assert_allowed("reporting", "SELECT count(*) FROM accounts", "SET work_mem = '8MB'")
-        writes_as_unrestricted(server, "CREATE TABLE t_fc (x int)", "LISTEN chan")
+        writes_as_unrestricted(server, "CREATE TABLE t_fc (x int)", "DO $$BEGIN END$$")
     finally:
         hidden.rename(python_dir)
-    server.assert_allowed("reporting", "LISTEN chan")
+    server.assert_allowed("reporting", "DO $$BEGIN END$$")
 
 
 def test_database_without_pysafe_objects(server: Server, bare_database: str) -> None:
@@ -109,7 +110,7 @@ def test_entry_point_found_without_schema_privileges(server: Server, bare_databa
     """Revoking USAGE on schema pysafe changes nothing: the shim looks it up exactly."""
     server.admin("CREATE EXTENSION pysafe CASCADE", dbname=bare_database)
     server.admin("REVOKE USAGE ON SCHEMA pysafe FROM PUBLIC", dbname=bare_database)
-    server.assert_allowed("reporting", "LISTEN chan", dbname=bare_database)
+    server.assert_allowed("reporting", "DO $$BEGIN END$$", dbname=bare_database)
     server.assert_refused(
         "reporting",
         "CREATE TABLE t7 (x int)",
@@ -118,13 +119,35 @@ def test_entry_point_found_without_schema_privileges(server: Server, bare_databa
     )
 
 
-def test_volatile_builtins_refused_where_the_classification_is_missing(
+def test_database_from_template0_keeps_reads_and_refuses_writes(
     server: Server, bare_database: str
 ) -> None:
-    server.assert_refused(
+    """Whole cluster: the shim's checks and the cleared built-ins need no objects here."""
+    server.assert_allowed(
         "reporting",
-        "SELECT random()",
+        "SELECT random(), now(), md5('x'), count(*) FROM t",
+        "BEGIN",
+        "DECLARE c CURSOR FOR SELECT * FROM t",
+        "FETCH 1 FROM c",
+        "CLOSE c",
+        "COMMIT",
+        "PREPARE q AS SELECT * FROM t",
+        "EXECUTE q",
+        "EXPLAIN SELECT * FROM t",
+        "COPY t TO STDOUT",
+        "SHOW transaction_read_only",
+        "LISTEN chan",
         dbname=bare_database,
-        message="cannot execute functions that may have side effects in a read-only session",
     )
-    server.assert_allowed("reporting", "SELECT now(), md5('x')", dbname=bare_database)
+    for statement, message in [
+        ("INSERT INTO t VALUES (1)", "cannot execute INSERT in a read-only session"),
+        ("SELECT lo_create(0)", FUNCTIONS),
+        ("SELECT pg_advisory_lock(1)", FUNCTIONS),
+        ("CREATE TABLE t8 (x int)", None),
+        ("VACUUM t", None),
+        ("SET default_transaction_read_only = off", None),
+    ]:
+        server.assert_refused("reporting", statement, message=message, dbname=bare_database)
+    with server.connect("reporting", bare_database) as conn:
+        row = conn.execute("SHOW transaction_read_only").fetchone()
+    assert row is not None and row[0] == "on"

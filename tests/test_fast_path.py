@@ -56,7 +56,35 @@ HAND_PICKED = [
     'SET "pysafe.force_read_only" = off',
     "SET work_mem = 1; SET default_transaction_read_only = off",
     "DISCARD ALL",
+    "DISCARD PLANS",
+    "DISCARD TEMP",
+    "DISCARD SEQUENCES",
     "LISTEN x",
+    "UNLISTEN *",
+    "NOTIFY x, 'y'",
+    "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+    "FETCH 10 FROM c",
+    "MOVE c",
+    "CLOSE c",
+    "CLOSE ALL",
+    "PREPARE p AS INSERT INTO t VALUES (1)",
+    "EXECUTE p",
+    "DEALLOCATE p",
+    "DEALLOCATE ALL",
+    "CALL p()",
+    "EXPLAIN SELECT 1",
+    "EXPLAIN (COSTS OFF, VERBOSE) SELECT 1",
+    "EXPLAIN INSERT INTO t VALUES (1)",
+    "EXPLAIN ANALYZE INSERT INTO t VALUES (1)",
+    "EXPLAIN (ANALYZE off) INSERT INTO t VALUES (1)",
+    "EXPLAIN (ANALYZE) CREATE TABLE x AS SELECT 1",
+    "COPY t TO STDOUT",
+    "COPY (SELECT 1) TO STDOUT WITH (FORMAT csv)",
+    "COPY t FROM STDIN",
+    "COPY t TO '/tmp/x'",
+    "COPY t TO PROGRAM 'cat'",
+    "DO $$BEGIN END$$",
+    "VACUUM t",
     "CREATE TABLE x (a int)",
     "SELECT 1",
 ]
@@ -95,6 +123,11 @@ def test_fast_path_allows_only_what_python_allows(server: Server) -> None:
     assert not fast['SET "DEFAULT_TRANSACTION_READ_ONLY" = off']
     assert not fast["BEGIN READ ONLY"]
     assert not fast["RESET ALL"]
+    assert fast["DECLARE c CURSOR WITH HOLD FOR SELECT 1"] and fast["COPY t TO STDOUT"]
+    assert fast["EXPLAIN INSERT INTO t VALUES (1)"] and fast["DISCARD PLANS"]
+    assert not fast["EXPLAIN (ANALYZE off) INSERT INTO t VALUES (1)"]
+    assert not fast["COPY t TO PROGRAM 'cat'"] and not fast["COPY t FROM STDIN"]
+    assert not fast["DISCARD ALL"] and not fast["DO $$BEGIN END$$"]
 
 
 def backend_has_python(pid: int) -> bool:
@@ -117,12 +150,23 @@ def test_sessions_needing_no_python_decision_never_load_python(server: Server) -
             "SELECT 1",
             "COMMIT",
             "RESET work_mem",
+            "BEGIN",
+            "DECLARE c CURSOR FOR SELECT * FROM accounts",
+            "FETCH 1 FROM c",
+            "CLOSE c",
+            "COMMIT",
+            "PREPARE q AS SELECT * FROM accounts",
+            "EXECUTE q",
+            "DEALLOCATE q",
+            "EXPLAIN SELECT * FROM accounts",
+            "COPY accounts TO STDOUT",
+            "LISTEN chan",
         )
         attempt_on(conn, "INSERT INTO accounts VALUES (1, 1)")  # refused in C
         attempt_on(conn, "SELECT c_volatile()")  # refused in C
         assert not backend_has_python(pid)
         # A statement only the Python policy can decide starts the interpreter.
-        attempt_on(conn, "LISTEN chan")
+        attempt_on(conn, "DO $$BEGIN END$$")
         assert backend_has_python(pid)
     with server.connect("writer") as conn:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()

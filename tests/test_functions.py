@@ -1,68 +1,165 @@
-"""Built-in functions that write: the reviewed classification, entry by entry.
+"""Volatile built-in functions: the reviewed classification, entry by entry.
 
-Built-ins never reach the fmgr hooks; the shim refuses the ones listed in
-pysafe/policy/functions.py (stored in pysafe.blocked_functions at CREATE
-EXTENSION) when the executor announces them.  The restricted role is granted
-EXECUTE on each, so the refusal is pysafe's and not an ACL's.
+Built-ins never reach the fmgr hooks.  The shim allows a restricted session
+a volatile built-in only if pysafe/policy/functions.py clears it (the
+installer writes the cleared OIDs to <sharedir>/pysafe/cleared_builtins).
+The restricted role is granted EXECUTE on every reviewed function, so a
+refusal is pysafe's and not an ACL's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
+import psycopg
 import pytest
 
-from pysafe.policy.functions import WRITING_FUNCTIONS, FunctionRule
-from tests.support import Server, attempt_on
+from pysafe.install.files import find_pg_config
+from pysafe.install.function_review import FIRST_GENBKI_OID, cleared_builtins_path
+from pysafe.policy.functions import (
+    CLEARED_FUNCTIONS,
+    REVIEWED_FUNCTIONS,
+    WRITING_FUNCTIONS,
+    FunctionReview,
+)
+from tests.support import READ_ONLY_SQLSTATE, Server, attempt_on
 
+UNDEFINED_FUNCTION = "42883"
 FUNCTIONS = "cannot execute functions that may have side effects in a read-only session"
+
+# Volatile functions SQL can call, made with the server (OID below 16384).
+VOLATILE_CALLABLE = f"""
+SELECT p.oid::regprocedure::text, l.lanname, l.lanpltrusted,
+       p.oid < {FIRST_GENBKI_OID} AS from_build
+  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+ WHERE p.provolatile = 'v' AND p.oid < 16384
+   AND p.prorettype NOT IN ('internal'::regtype, 'language_handler'::regtype,
+                            'trigger'::regtype, 'event_trigger'::regtype)
+   AND NOT ('internal'::regtype = ANY (p.proargtypes::oid[]))
+ ORDER BY 1
+"""
+
+
+def present_signatures(server: Server) -> set[str]:
+    with server.connect() as conn:
+        rows = conn.execute(
+            "SELECT s FROM unnest(%s::text[]) s WHERE to_regprocedure(s) IS NOT NULL",
+            [[review.signature for review in REVIEWED_FUNCTIONS]],
+        ).fetchall()
+    return {str(row[0]) for row in rows}
 
 
 @pytest.fixture(scope="module")
-def probes(server: Server) -> Iterator[set[str]]:
-    """Grants for every listed function; yields the signatures this server has."""
+def present(server: Server) -> Iterator[set[str]]:
+    """EXECUTE on every reviewed function; yields the signatures this server has."""
     server.admin("CREATE SEQUENCE IF NOT EXISTS pysafe_probe_seq")
     server.admin("GRANT ALL ON SEQUENCE pysafe_probe_seq TO can_write")
-    present = {str(row[0]) for row in server.admin("SELECT fn::text FROM pysafe.blocked_functions")}
-    for signature in present:
+    signatures = present_signatures(server)
+    for signature in signatures:
         server.admin(f"GRANT EXECUTE ON FUNCTION {signature} TO can_write")
-    yield present
-    for signature in present:
+    yield signatures
+    for signature in signatures:
         server.admin(f"REVOKE EXECUTE ON FUNCTION {signature} FROM can_write")
 
 
-def normalized(signature: str) -> str:
-    return signature.replace(" ", "")
+@pytest.fixture(scope="module")
+def restricted_session(server: Server, present: set[str]) -> Iterator[psycopg.Connection]:
+    with server.connect("reporting") as conn:
+        yield conn
 
 
-@pytest.mark.parametrize("rule", WRITING_FUNCTIONS, ids=[r.signature for r in WRITING_FUNCTIONS])
-def test_listed_function_refused_for_restricted_role(
-    server: Server, probes: set[str], rule: FunctionRule
+def skip_if_absent(server: Server, present: set[str], review: FunctionReview) -> None:
+    if review.signature not in present:
+        pytest.skip(f"{review.signature} does not exist in PostgreSQL {server.cluster.major}")
+
+
+def test_every_volatile_builtin_is_reviewed(server: Server) -> None:
+    """A new PostgreSQL version's volatile function fails here until it is reviewed."""
+    reviewed = {review.signature for review in REVIEWED_FUNCTIONS}
+    rows = server.admin(VOLATILE_CALLABLE)
+    unreviewed = sorted({str(row[0]) for row in rows if row[3]} - reviewed)
+    assert not unreviewed, (
+        f"PostgreSQL {server.cluster.major} has volatile functions pysafe has not reviewed; "
+        f"classify each in pysafe/policy/functions.py: {unreviewed}"
+    )
+    # The rest (initdb's, such as plpgsql_validator) must fall to the fmgr
+    # hooks' rule: volatile C or untrusted-language functions are refused.
+    uncovered = [row for row in rows if not row[3] and row[1] != "c" and row[2]]
+    assert not uncovered, uncovered
+
+
+def test_volatile_functions_made_by_initdb_are_refused(server: Server) -> None:
+    server.assert_refused("reporting", "SELECT plpgsql_validator((SELECT NULL::oid))")
+
+
+def test_no_signature_is_reviewed_twice() -> None:
+    signatures = [review.signature for review in REVIEWED_FUNCTIONS]
+    assert len(signatures) == len(set(signatures))
+
+
+@pytest.mark.parametrize("review", WRITING_FUNCTIONS, ids=[r.signature for r in WRITING_FUNCTIONS])
+def test_writing_function_refused(
+    server: Server, present: set[str], review: FunctionReview
 ) -> None:
-    if normalized(rule.signature) not in {normalized(p) for p in probes}:
-        pytest.skip(f"{rule.signature} does not exist in PostgreSQL {server.cluster.major}")
-    server.assert_refused("reporting", rule.sample, message=FUNCTIONS)
+    skip_if_absent(server, present, review)
+    server.assert_refused("reporting", review.probe, message=FUNCTIONS)
+    if review.sample is None:
+        return  # a NULL-argument probe only shows where pysafe refuses
     # Control: pysafe does not refuse it for an unrestricted role (it may fail
     # for its own reasons, such as a missing large object).
     with server.connect("writer") as conn:
         conn.autocommit = False
-        refusal = attempt_on(conn, rule.sample)
+        refusal = attempt_on(conn, review.sample)
         conn.rollback()
     assert refusal is None or refusal.message != FUNCTIONS, refusal
 
 
-def test_the_table_holds_the_classification(server: Server, probes: set[str]) -> None:
-    expected = set()
-    for rule in WRITING_FUNCTIONS:
-        row = server.admin(f"SELECT to_regprocedure('{rule.signature}')::text")[0]
-        if row[0] is not None:
-            expected.add(str(row[0]))
-    assert probes == expected
-    # Every group is represented on this version.
-    effects = {
-        str(r[0]) for r in server.admin("SELECT DISTINCT effect FROM pysafe.blocked_functions")
+@pytest.mark.parametrize("review", CLEARED_FUNCTIONS, ids=[r.signature for r in CLEARED_FUNCTIONS])
+def test_cleared_function_allowed(
+    server: Server,
+    present: set[str],
+    restricted_session: psycopg.Connection,
+    review: FunctionReview,
+) -> None:
+    skip_if_absent(server, present, review)
+    refusal = attempt_on(restricted_session, review.probe)
+    # It may fail for its own reasons (a NULL argument, no such file), never
+    # pysafe's; and the probe must have reached the function.
+    assert refusal is None or refusal.message != FUNCTIONS, (review.probe, refusal)
+    assert refusal is None or refusal.sqlstate != UNDEFINED_FUNCTION, (review.probe, refusal)
+
+
+def cleared_file(server: Server) -> Path:
+    return cleared_builtins_path(find_pg_config(server.cluster.major, server.cluster.pg_config))
+
+
+def test_cleared_file_holds_the_policy(server: Server) -> None:
+    listed = {
+        int(line.split()[0])
+        for line in cleared_file(server).read_text().splitlines()
+        if line and not line.startswith("#")
     }
-    assert effects == {rule.effect for rule in WRITING_FUNCTIONS}
+    expected = {
+        int(str(row[0]))
+        for review in CLEARED_FUNCTIONS
+        for row in server.admin(f"SELECT to_regprocedure('{review.signature}')::oid")
+        if row[0] is not None
+    }
+    assert listed == {oid for oid in expected if oid < FIRST_GENBKI_OID}
+    assert listed, "no cleared function found on this server"
+
+
+def test_function_review_lists_what_this_server_has(server: Server, present: set[str]) -> None:
+    with server.connect("reporting") as conn:
+        rows = conn.execute("SELECT fn::text, verdict FROM pysafe.function_review()").fetchall()
+    verdicts = {str(fn).replace(" ", ""): str(verdict) for fn, verdict in rows}
+    expected = {
+        review.signature.replace(" ", ""): "refused" if review in WRITING_FUNCTIONS else "allowed"
+        for review in REVIEWED_FUNCTIONS
+        if review.signature in present
+    }
+    assert verdicts == expected
 
 
 def test_sequence_advances_refused_with_read_only_forcing_off(settings: Server) -> None:
@@ -78,4 +175,23 @@ def test_reads_with_builtins_still_work(server: Server) -> None:
         "reporting",
         "SELECT random(), now(), clock_timestamp(), gen_random_uuid(), pg_backend_pid()",
         "SELECT lo_get(oid) FROM pg_largeobject_metadata LIMIT 1",
+        "SELECT set_config('application_name', 'report', false), pg_sleep(0)",
     )
+
+
+def test_without_the_cleared_file_every_volatile_builtin_is_refused(server: Server) -> None:
+    """Fail closed: a lost file refuses volatile built-ins, and only those."""
+    path = cleared_file(server)
+    hidden = path.with_name("cleared_builtins-hidden-by-test")
+    path.rename(hidden)
+    try:
+        with server.connect("reporting") as conn:  # a new backend reads the file afresh
+            refusal = attempt_on(conn, "SELECT random()")
+            assert refusal is not None and refusal.sqlstate == READ_ONLY_SQLSTATE, refusal
+            assert refusal.message == FUNCTIONS
+            assert attempt_on(conn, "SELECT now(), lower('X'), count(*) FROM accounts") is None
+        with server.connect("writer") as conn:
+            assert attempt_on(conn, "SELECT random()") is None
+    finally:
+        hidden.rename(path)
+    server.assert_allowed("reporting", "SELECT random()")

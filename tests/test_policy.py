@@ -105,9 +105,30 @@ def test_unclear_read_only_values_are_refused(text: str) -> None:
 def test_block_ddl_off_allows_ddl_but_not_tampering() -> None:
     settings = PolicySettings(block_ddl=False)
     assert decide_text("CREATE TABLE t (x int)", settings)[0].verdict.allowed
-    assert decide_text("VACUUM", settings)[0].verdict.allowed
     assert not decide_text("SET TRANSACTION READ WRITE", settings)[0].verdict.allowed
     assert not decide_text("COPY t FROM STDIN", settings)[0].verdict.allowed
+
+
+def test_forcing_refuses_writes_postgresql_runs_read_only() -> None:
+    """VACUUM and its kin pass a read-only transaction; force_read_only refuses them alone."""
+    forcing_only = PolicySettings(block_dml=False, block_ddl=False, block_c_functions=False)
+    neither = PolicySettings(block_ddl=False, force_read_only=False)
+    for text in (
+        "VACUUM",
+        "ANALYZE t",
+        "CLUSTER t",
+        "REINDEX TABLE t",
+        "CHECKPOINT",
+        "ALTER SYSTEM SET work_mem = 1",
+        "LOAD 'x'",
+        "COPY t TO '/tmp/x'",
+        "COPY t TO PROGRAM 'cat'",
+        "PREPARE TRANSACTION 'x'",
+        "ROLLBACK PREPARED 'x'",
+    ):
+        assert not decide_text(text, forcing_only)[0].verdict.allowed, text
+        assert decide_text(text, neither)[0].verdict.allowed, text
+    assert decide_text("LOCK t", forcing_only)[0].verdict.allowed  # locks write nothing
 
 
 def test_untrusted_do_follows_block_c_functions() -> None:

@@ -129,9 +129,9 @@ def test_roles_setting_rejects_bad_list_syntax(server: Server) -> None:
 
 
 def test_read_only_forcing_alone_covers_what_postgresql_lets_through(settings: Server) -> None:
-    """With every check off, forcing still refuses tables made by SELECT INTO
-    under EXPLAIN ANALYZE and the built-in writers, which pass PostgreSQL's own
-    read-only check."""
+    """With every check off, forcing still refuses what passes PostgreSQL's own
+    read-only check but writes: tables made by SELECT INTO under EXPLAIN
+    ANALYZE, the built-in writers, VACUUM and its kin, files, two-phase commit."""
     settings.set_settings(block_dml="off", block_ddl="off", block_c_functions="off")
     settings.assert_refused(
         "reporting",
@@ -140,9 +140,57 @@ def test_read_only_forcing_alone_covers_what_postgresql_lets_through(settings: S
     )
     for call in ("SELECT lo_from_bytea(0, 'x')", "SELECT nextval('ticket_seq')"):
         settings.assert_refused("reporting", call, message=FUNCTIONS)
-    # And with forcing off too, nothing of pysafe's refuses them.
-    settings.set_settings(force_read_only="off")
-    with settings.connect("reporting") as conn:
-        conn.autocommit = False
-        assert attempt_on(conn, "SELECT lo_from_bytea(0, 'x')") is None
-        conn.rollback()
+    # A table of the restricted role's own, so ownership is no obstacle.
+    settings.admin("CREATE TABLE forcing_probe (id int PRIMARY KEY) ")
+    settings.admin(
+        "INSERT INTO forcing_probe VALUES (1); ALTER TABLE forcing_probe OWNER TO reporting"
+    )
+    try:
+        for statements, message in WRITES_POSTGRESQL_RUNS_READ_ONLY:
+            settings.assert_refused("reporting", *statements, message=message)
+        # And with forcing off too, nothing of pysafe's refuses them.
+        settings.set_settings(force_read_only="off")
+        with settings.connect("reporting") as conn:
+            conn.autocommit = False
+            assert attempt_on(conn, "SELECT lo_from_bytea(0, 'x')") is None
+            conn.rollback()
+        for statements, _ in WRITES_POSTGRESQL_RUNS_READ_ONLY:
+            refusal = settings.attempt("reporting", *statements)
+            # Some fail for want of privileges or settings, never as read-only.
+            assert refusal is None or refusal.sqlstate != "25006", (statements, refusal)
+    finally:
+        settings.admin("DROP TABLE forcing_probe")
+
+
+# Statements PostgreSQL runs in a read-only transaction although they write.
+WRITES_POSTGRESQL_RUNS_READ_ONLY = [
+    (("VACUUM forcing_probe",), "cannot execute VACUUM/ANALYZE in a read-only session"),
+    (("ANALYZE forcing_probe",), "cannot execute VACUUM/ANALYZE in a read-only session"),
+    (
+        ("CLUSTER forcing_probe USING forcing_probe_pkey",),
+        "cannot execute CLUSTER in a read-only session",
+    ),
+    (("REINDEX TABLE forcing_probe",), "cannot execute REINDEX in a read-only session"),
+    (("CHECKPOINT",), "cannot execute CHECKPOINT in a read-only session"),
+    (
+        ("ALTER SYSTEM SET work_mem = '9MB'",),
+        "cannot execute ALTER SYSTEM in a read-only session",
+    ),
+    (("LOAD 'plpgsql'",), "cannot execute LOAD in a read-only session"),
+    (
+        ("COPY forcing_probe TO '/tmp/pysafe-copy-probe'",),
+        "cannot execute COPY TO a server file in a read-only session",
+    ),
+    (
+        ("COPY forcing_probe TO PROGRAM 'cat'",),
+        "cannot execute COPY TO PROGRAM in a read-only session",
+    ),
+    (
+        ("BEGIN", "PREPARE TRANSACTION 'pysafe_probe'"),
+        "cannot execute two-phase commit statements in a read-only session",
+    ),
+    (
+        ("COMMIT PREPARED 'pysafe_probe'",),
+        "cannot execute two-phase commit statements in a read-only session",
+    ),
+]

@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 
 from pysafe import LOGIN_EVENT_VERSION, __version__
-from pysafe.install import cluster, files
+from pysafe.install import cluster, files, function_review
 from pysafe.install.errors import InstallError
 from pysafe.install.server_facts import (
     read_server_facts,
@@ -69,6 +69,8 @@ def install(
         progress("placing server-side Python code")
         files.place_python_code(paths, python_version)
         report.steps.append(f"server-side Python code in {paths.python_dir}")
+        cleared = function_review.place_cleared_builtins(paths, conn)
+        report.steps.append(f"cleared volatile built-ins for the shim in {cleared}")
         files.place_extension_files(paths)
         report.steps.append(f"extension files in {paths.extension_dir}")
         if shim:

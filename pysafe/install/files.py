@@ -139,6 +139,15 @@ def replace_dir(target: Path, fill: Callable[[Path], None]) -> None:
         raise
 
 
+def replace_file(target: Path, text: str) -> None:
+    """Write beside ``target`` and rename over it, so readers never see half of it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}-new")
+    staging.write_text(text)
+    staging.chmod(0o644)
+    staging.rename(target)
+
+
 def copy_package(source: Path, destination: Path) -> None:
     shutil.copytree(source, destination, ignore=shutil.ignore_patterns("__pycache__", "_assets"))
 

@@ -1,6 +1,7 @@
 """Refusal wording, following SafeSession where it has a message for the refusal."""
 
-DML = "cannot execute {command} in a read-only session"
+COMMAND = "cannot execute {command} in a read-only session"
+DML = COMMAND
 MODIFYING_CTE = "cannot execute a data-modifying WITH clause in a read-only session"
 ROW_LOCKS = "cannot execute SELECT FOR UPDATE/SHARE in a read-only session"
 UTILITY = "cannot execute utility commands in a read-only session"

@@ -54,6 +54,20 @@ TWO_PHASE_KINDS = frozenset(
 
 DML_STATEMENTS = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)
 
+# Statements PostgreSQL runs in a read-only transaction although they change
+# the server's state (ClassifyUtilityCommandAsReadOnly: they leave pg_dump's
+# output alone).  Read-only forcing refuses them too, so it holds alone with
+# block_ddl off.  COPY to a file or program and two-phase commit are handled
+# with COPY and transaction control.
+WRITES_PERMITTED_READ_ONLY = (
+    ast.VacuumStmt,
+    ast.ClusterStmt,
+    ast.ReindexStmt,
+    ast.CheckPointStmt,
+    ast.AlterSystemStmt,
+    ast.LoadStmt,
+)
+
 
 def parse_bool(text: str) -> bool | None:
     """PostgreSQL's parse_bool: unique prefixes of true/false/yes/no, on/off, 1/0."""
@@ -138,7 +152,7 @@ def decide_set(stmt: ast.VariableSetStmt, settings: PolicySettings) -> Verdict:
 
 def decide_transaction(stmt: ast.TransactionStmt, settings: PolicySettings) -> Verdict:
     """Transaction control passes, except READ WRITE and two-phase commit."""
-    if stmt.kind in TWO_PHASE_KINDS and settings.block_ddl:
+    if stmt.kind in TWO_PHASE_KINDS and (settings.block_ddl or settings.force_read_only):
         return Verdict.refuse("two_phase_commit", messages.TWO_PHASE)
     if requests_read_write(stmt.options):
         return Verdict.refuse("read_only_settings", messages.READ_ONLY_SETTINGS)
@@ -185,9 +199,11 @@ def decide_copy(stmt: ast.CopyStmt, settings: PolicySettings) -> Verdict:
         if settings.block_dml:
             return Verdict.refuse("copy_from", messages.COPY_FROM)
         return Verdict.allow("copy_from")
-    if stmt.is_program and settings.block_ddl:
+    # PostgreSQL lets a read-only transaction write these, so forcing refuses them too.
+    refuses_outside_writes = settings.block_ddl or settings.force_read_only
+    if stmt.is_program and refuses_outside_writes:
         return Verdict.refuse("copy_to_program", messages.COPY_TO_PROGRAM)
-    if stmt.filename is not None and settings.block_ddl:
+    if stmt.filename is not None and refuses_outside_writes:
         return Verdict.refuse("copy_to_file", messages.COPY_TO_FILE)
     return Verdict.allow("copy_to")
 
@@ -221,6 +237,17 @@ def decide_ddl_category(stmt: ast.Node, command: str) -> Verdict:
     return Verdict.refuse("utility", messages.UTILITY, f"{command} is not on pysafe's allow-list.")
 
 
+def decide_write_permitted_read_only(stmt: ast.Node, command: str) -> Verdict:
+    """The refusal read-only forcing adds where PostgreSQL's read-only mode stops short."""
+    detail = (
+        f"PostgreSQL runs {command} in a read-only transaction, but it changes the "
+        "server's state; pysafe.force_read_only refuses it."
+    )
+    if isinstance(stmt, ast.VacuumStmt):
+        return Verdict.refuse("vacuum", messages.VACUUM, detail)
+    return Verdict.refuse("read_only_exempt", messages.COMMAND.format(command=command), detail)
+
+
 def decide_utility_node(
     stmt: ast.Node, command: str, settings: PolicySettings, facts: CatalogFacts
 ) -> Verdict:
@@ -249,6 +276,8 @@ def decide_utility_node(
             return Verdict.refuse("lock", messages.LOCKS)
         return Verdict.allow("lock")
     if not settings.block_ddl:
+        if settings.force_read_only and isinstance(stmt, WRITES_PERMITTED_READ_ONLY):
+            return decide_write_permitted_read_only(stmt, command)
         return Verdict.allow("ddl_allowed")
     return decide_ddl_category(stmt, command)
 

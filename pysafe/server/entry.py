@@ -69,3 +69,17 @@ def status(plpy: Any) -> list[tuple[str, bool, str]]:
         roles_with_read_only_default=row["role_defaults"],
     )
     return [(r.protection, r.live, r.detail) for r in status_rows(facts)]
+
+
+def function_review(plpy: Any) -> list[tuple[str, str, str]]:
+    """Rows of pysafe.function_review(): the reviewed built-ins this server has."""
+    from pysafe.policy.functions import CLEARED_FUNCTIONS, WRITING_FUNCTIONS  # noqa: PLC0415
+
+    plan = plpy.prepare("SELECT to_regprocedure($1)::oid AS fn", ["text"])
+    rows = []
+    for verdict, reviews in (("refused", WRITING_FUNCTIONS), ("allowed", CLEARED_FUNCTIONS)):
+        for review in reviews:
+            fn = plpy.execute(plan, [review.signature])[0]["fn"]
+            if fn is not None:
+                rows.append((fn, verdict, review.effect))
+    return rows
