@@ -42,6 +42,7 @@
 #include "nodes/parsenodes.h"
 #include "nodes/plannodes.h"
 #include "parser/parser.h"
+#include "parser/parsetree.h"
 #include "storage/fd.h"
 #include "tcop/cmdtag.h"
 #include "tcop/dest.h"
@@ -70,6 +71,10 @@ PG_MODULE_MAGIC;
 #define POLICY_FORCE_READ_ONLY		0x10
 #define POLICY_LOCK_SESSION_AUTH	0x20
 #define POLICY_SWITCHED_SESSION_AUTH	0x40
+#define POLICY_ALLOW_TEMP_OBJECTS	0x80
+
+/* The policy's reply for "allowed; it writes only temporary tables". */
+#define POLICY_TEMPORARY_WRITE	"+temporary"
 
 #define POLICY_SCHEMA		"pysafe"
 #define POLICY_EXTENSION	"pysafe"
@@ -83,6 +88,13 @@ static bool pysafe_block_c_functions = true;
 static bool pysafe_block_all_c_functions = false;
 static bool pysafe_force_read_only = true;
 static bool pysafe_lock_session_authorization = false;
+static bool pysafe_allow_temp_objects = false;
+
+/*
+ * The statement the policy allowed as a write to temporary tables, while it
+ * runs (T_Invalid otherwise); see run_temporary_write().
+ */
+static NodeTag temporary_write_running = T_Invalid;
 
 /* Saved hook values, chained in our hooks */
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
@@ -231,6 +243,8 @@ current_policy_flags(void)
 		flags |= POLICY_LOCK_SESSION_AUTH;
 	if (GetSessionUserId() != GetAuthenticatedUserId())
 		flags |= POLICY_SWITCHED_SESSION_AUTH;
+	if (pysafe_allow_temp_objects)
+		flags |= POLICY_ALLOW_TEMP_OBJECTS;
 	return flags;
 }
 
@@ -309,6 +323,29 @@ plan_locks_rows(PlannedStmt *stmt)
 	return false;
 }
 
+/*
+ * Does the plan write only the session's temporary tables, and may it
+ * (pysafe.allow_temp_objects)?  Result relations include those of
+ * data-modifying WITH clauses.
+ */
+static bool
+plan_writes_only_temporary_tables(PlannedStmt *stmt)
+{
+	ListCell   *lc;
+
+	if (!pysafe_allow_temp_objects || stmt->resultRelations == NIL)
+		return false;
+	foreach(lc, stmt->resultRelations)
+	{
+		RangeTblEntry *rte = rt_fetch(lfirst_int(lc), stmt->rtable);
+
+		if (rte->rtekind != RTE_RELATION ||
+			get_rel_persistence(rte->relid) != RELPERSISTENCE_TEMP)
+			return false;
+	}
+	return true;
+}
+
 /* Refuse plans that write: DML, data-modifying WITH, row locks, SELECT INTO. */
 static void
 check_plan_is_read_only(QueryDesc *queryDesc)
@@ -318,22 +355,27 @@ check_plan_is_read_only(QueryDesc *queryDesc)
 
 	/*
 	 * A table made by SELECT INTO / EXPLAIN ANALYZE CREATE TABLE AS gets past
-	 * PostgreSQL's own read-only check, so read-only forcing refuses it too.
+	 * PostgreSQL's own read-only check, so read-only forcing refuses it too;
+	 * unless it is a temporary table the policy allowed.
 	 */
 	if ((pysafe_block_dml || pysafe_force_read_only) &&
-		queryDesc->dest != NULL && queryDesc->dest->mydest == DestIntoRel)
+		queryDesc->dest != NULL && queryDesc->dest->mydest == DestIntoRel &&
+		temporary_write_running != T_CreateTableAsStmt)
 		refuse("cannot execute CREATE TABLE AS in a read-only session", NULL);
 	if (!pysafe_block_dml)
 		return;
-	if (queryDesc->operation != CMD_SELECT)
+	if (!plan_writes_only_temporary_tables(stmt))
 	{
-		snprintf(message, sizeof(message),
-				 "cannot execute %s in a read-only session",
-				 GetCommandTagName(CreateCommandTag((Node *) stmt)));
-		refuse(message, NULL);
+		if (queryDesc->operation != CMD_SELECT)
+		{
+			snprintf(message, sizeof(message),
+					 "cannot execute %s in a read-only session",
+					 GetCommandTagName(CreateCommandTag((Node *) stmt)));
+			refuse(message, NULL);
+		}
+		if (stmt->hasModifyingCTE)
+			refuse("cannot execute a data-modifying WITH clause in a read-only session", NULL);
 	}
-	if (stmt->hasModifyingCTE)
-		refuse("cannot execute a data-modifying WITH clause in a read-only session", NULL);
 	if (plan_locks_rows(stmt))
 		refuse("cannot execute SELECT FOR UPDATE/SHARE in a read-only session", NULL);
 }
@@ -767,9 +809,10 @@ call_policy_function(Oid funcoid, const char *statement, const char *command_tag
 
 /*
  * Ask the Python policy about one utility statement; refuse it when the
- * policy says so, cannot be found, or fails (fail closed).
+ * policy says so, cannot be found, or fails (fail closed).  Returns true
+ * when the policy allowed it as a write to temporary tables only.
  */
-static void
+static bool
 veto_by_python_policy(PlannedStmt *pstmt, const char *queryString)
 {
 	const char *why = NULL;
@@ -809,12 +852,64 @@ veto_by_python_policy(PlannedStmt *pstmt, const char *queryString)
 	PG_END_TRY();
 
 	if (verdict == NULL)
-		return;
+		return false;
 	message = text_to_cstring(verdict);
+	if (strcmp(message, POLICY_TEMPORARY_WRITE) == 0)
+		return true;
 	detail = strchr(message, '\n');
 	if (detail != NULL)
 		*detail++ = '\0';
 	refuse(message, detail);
+	return false;				/* not reached */
+}
+
+/* Run the next ProcessUtility (a previous hook's or the standard one). */
+static void
+call_next_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+						 bool readOnlyTree, ProcessUtilityContext context,
+						 ParamListInfo params, QueryEnvironment *queryEnv,
+						 DestReceiver *dest, QueryCompletion *qc)
+{
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+							params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
+/*
+ * Run a statement the policy allowed as a write to temporary tables only
+ * (CREATE TEMP TABLE [AS], DROP or TRUNCATE of temporary tables), with
+ * read-only lifted so PostgreSQL's command-level check lets it pass.  Any
+ * query it runs goes through ExecutorStart, which forces read-only again and
+ * checks the plan, so nothing else is written meanwhile (event triggers
+ * included).  The sub-commands PostgreSQL generates for the statement (the
+ * sequence of an identity column, the index of a primary key) belong to the
+ * new temporary table and run the same way, unchecked.
+ */
+static void
+run_temporary_write(PlannedStmt *pstmt, const char *queryString,
+					bool readOnlyTree, ProcessUtilityContext context,
+					ParamListInfo params, QueryEnvironment *queryEnv,
+					DestReceiver *dest, QueryCompletion *qc)
+{
+	bool		saved_read_only = XactReadOnly;
+	NodeTag		saved_running = temporary_write_running;
+
+	XactReadOnly = false;
+	temporary_write_running = nodeTag(pstmt->utilityStmt);
+	PG_TRY();
+	{
+		call_next_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								 params, queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		XactReadOnly = saved_read_only;
+		temporary_write_running = saved_running;
+	}
+	PG_END_TRY();
 }
 
 /* ProcessUtility hook: force read-only, then fast path or Python policy. */
@@ -828,19 +923,23 @@ pysafe_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	 * Outside a valid transaction (COMMIT/ROLLBACK of a failed one) only
 	 * transaction control can run; nothing can be checked or written.
 	 */
-	if (IsTransactionState() && checks_apply())
+	bool		temporary_write = false;
+
+	if (temporary_write_running != T_Invalid && context == PROCESS_UTILITY_SUBCOMMAND)
+		temporary_write = true; /* part of the statement the policy allowed */
+	else if (IsTransactionState() && checks_apply())
 	{
 		force_read_only();
 		if (!utility_fast_path_allows(pstmt->utilityStmt))
-			veto_by_python_policy(pstmt, queryString);
+			temporary_write = veto_by_python_policy(pstmt, queryString);
 	}
 
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+	if (temporary_write)
+		run_temporary_write(pstmt, queryString, readOnlyTree, context,
 							params, queryEnv, dest, qc);
 	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
+		call_next_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								 params, queryEnv, dest, qc);
 
 	/*
 	 * RESET ALL and DISCARD ALL (a pooler's reset) put the login's read-only
@@ -954,6 +1053,9 @@ _PG_init(void)
 	define_bool_setting("pysafe.lock_session_authorization",
 						"Keep a session that became restricted through SET SESSION AUTHORIZATION from switching back.",
 						&pysafe_lock_session_authorization, false);
+	define_bool_setting("pysafe.allow_temp_objects",
+						"Let restricted sessions create, write and drop their own temporary tables.",
+						&pysafe_allow_temp_objects, false);
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("pysafe");
 #else

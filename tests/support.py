@@ -147,6 +147,7 @@ class Server:
             "block_all_c_functions": "off",
             "force_read_only": "on",
             "lock_session_authorization": "off",
+            "allow_temp_objects": "off",
         }
         with self.connect() as conn:
             for name in defaults:

@@ -86,10 +86,12 @@ HAND_PICKED = [
     "DO $$BEGIN END$$",
     "VACUUM t",
     "CREATE TABLE x (a int)",
+    "CREATE TEMP TABLE x (a int)",
+    "DROP TABLE x",
     "SELECT 1",
 ]
 
-ALL_SETTINGS = [PolicySettings.from_flags(flags) for flags in range(128)]
+ALL_SETTINGS = [PolicySettings.from_flags(flags) for flags in range(256)]
 
 
 def setting_statements(server: Server) -> list[str]:

@@ -131,6 +131,29 @@ def test_forcing_refuses_writes_postgresql_runs_read_only() -> None:
     assert decide_text("LOCK t", forcing_only)[0].verdict.allowed  # locks write nothing
 
 
+def test_temporary_tables_follow_allow_temp_objects() -> None:
+    allowing = PolicySettings(allow_temp_objects=True)
+    for text in (
+        "CREATE TEMP TABLE t (a int)",
+        "CREATE TABLE pg_temp.t (a int)",
+        "CREATE TEMP TABLE t AS SELECT 1",
+        "SELECT 1 INTO TEMP t",
+    ):
+        assert not decide_text(text)[0].verdict.allowed, text
+        verdict = decide_text(text, allowing)[0].verdict
+        assert verdict.allowed and verdict.as_server_reply() == "+temporary", text
+    # Offline, no name is known to be temporary.
+    for text in ("DROP TABLE t", "TRUNCATE t", "COPY t FROM STDIN", "INSERT INTO t VALUES (1)"):
+        assert not decide_text(text, allowing)[0].verdict.allowed, text
+    for text in (
+        "CREATE TABLE t (a int)",
+        "CREATE UNLOGGED TABLE t (a int)",
+        "CREATE TEMP TABLE t () INHERITS (p)",
+        "CREATE TEMP VIEW v AS SELECT 1",
+    ):
+        assert not decide_text(text, allowing)[0].verdict.allowed, text
+
+
 def test_untrusted_do_follows_block_c_functions() -> None:
     text = "DO LANGUAGE plpython3u $$pass$$"
     assert not decide_text(text)[0].verdict.allowed
@@ -138,7 +161,7 @@ def test_untrusted_do_follows_block_c_functions() -> None:
 
 
 def test_flags_round_trip() -> None:
-    for flags in range(128):
+    for flags in range(256):
         assert PolicySettings.from_flags(flags).to_flags() == flags
 
 

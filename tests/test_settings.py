@@ -1,4 +1,4 @@
-"""The six settings: SafeSession's names and defaults, superuser-only, each toggle both ways."""
+"""SafeSession's six settings and pysafe's own two: names, defaults, superuser-only, toggles."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ DEFAULTS = {
     "pysafe.block_c_functions": "on",
     "pysafe.block_all_c_functions": "off",
     "pysafe.force_read_only": "on",
-    "pysafe.lock_session_authorization": "off",  # pysafe's own, off by default
+    # pysafe's own, off by default
+    "pysafe.lock_session_authorization": "off",
+    "pysafe.allow_temp_objects": "off",
 }
 INSERT = "INSERT INTO accounts VALUES (90, 1)"
 

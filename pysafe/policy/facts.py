@@ -6,6 +6,8 @@ from typing import Protocol
 
 # Languages PostgreSQL ships as trusted; used when no server can be asked.
 KNOWN_TRUSTED_LANGUAGES = frozenset({"plpgsql", "sql", "plperl", "pltcl"})
+TEMPORARY = "t"
+UNKNOWN_PERSISTENCE = "?"
 
 
 class CatalogFacts(Protocol):
@@ -15,9 +17,18 @@ class CatalogFacts(Protocol):
         """True/False from pg_language, None when the language does not exist."""
         ...
 
+    def relation_persistence(self, name: str) -> str | None:
+        """pg_class.relpersistence of a (quoted, possibly qualified) name as the
+        session resolves it: "t" for temporary; None when there is no such relation."""
+        ...
+
 
 class OfflineFacts:
     """Facts for offline checks: only PostgreSQL's own trusted languages."""
 
     def language_is_trusted(self, name: str) -> bool | None:
         return name.lower() in KNOWN_TRUSTED_LANGUAGES
+
+    def relation_persistence(self, name: str) -> str | None:
+        # Unknown without a session: never "t", so nothing counts as temporary.
+        return UNKNOWN_PERSISTENCE

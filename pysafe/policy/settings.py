@@ -13,6 +13,7 @@ FORCE_READ_ONLY = 0x10
 LOCK_SESSION_AUTHORIZATION = 0x20
 # Not a setting: the session became restricted through SET SESSION AUTHORIZATION.
 SWITCHED_SESSION_AUTHORIZATION = 0x40
+ALLOW_TEMP_OBJECTS = 0x80
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class PolicySettings:
     force_read_only: bool = True
     lock_session_authorization: bool = False
     switched_session_authorization: bool = False
+    allow_temp_objects: bool = False
 
     @classmethod
     def from_flags(cls, flags: int) -> PolicySettings:
@@ -38,6 +40,7 @@ class PolicySettings:
             force_read_only=bool(flags & FORCE_READ_ONLY),
             lock_session_authorization=bool(flags & LOCK_SESSION_AUTHORIZATION),
             switched_session_authorization=bool(flags & SWITCHED_SESSION_AUTHORIZATION),
+            allow_temp_objects=bool(flags & ALLOW_TEMP_OBJECTS),
         )
 
     def to_flags(self) -> int:
@@ -50,6 +53,7 @@ class PolicySettings:
             | (FORCE_READ_ONLY if self.force_read_only else 0)
             | (LOCK_SESSION_AUTHORIZATION if self.lock_session_authorization else 0)
             | (SWITCHED_SESSION_AUTHORIZATION if self.switched_session_authorization else 0)
+            | (ALLOW_TEMP_OBJECTS if self.allow_temp_objects else 0)
         )
 
     @property

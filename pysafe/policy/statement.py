@@ -12,8 +12,10 @@ from pysafe.policy.facts import CatalogFacts, OfflineFacts
 from pysafe.policy.settings import PolicySettings
 from pysafe.policy.utility import (
     DML_STATEMENTS,
+    decide_temporary,
     decide_utility_node,
     expected_command_tag,
+    relation_is_temporary,
     select_writes,
 )
 from pysafe.policy.verdict import Verdict
@@ -34,14 +36,19 @@ class StatementVerdict:
     verdict: Verdict
 
 
-def decide_query_node(stmt: ast.Node, settings: PolicySettings) -> Verdict:
+def decide_query_node(stmt: ast.Node, settings: PolicySettings, facts: CatalogFacts) -> Verdict:
     """SELECT and DML: the rules the shim applies at ExecutorStart, for offline checks."""
     if isinstance(stmt, DML_STATEMENTS):
+        if settings.allow_temp_objects and relation_is_temporary(stmt.relation, facts):
+            return Verdict.allow("temporary_objects")
         if settings.block_dml:
             command = DML_COMMANDS[type(stmt)]
             return Verdict.refuse("dml", messages.DML.format(command=command))
         return Verdict.allow("dml_allowed")
     assert isinstance(stmt, ast.SelectStmt)
+    temporary = decide_temporary(stmt, facts) if settings.allow_temp_objects else None
+    if temporary is not None:
+        return temporary
     if stmt.intoClause is not None and settings.block_ddl:
         return Verdict.refuse("create_table_as", messages.CREATE_TABLE_AS)
     if settings.block_dml and select_writes(stmt):
@@ -61,7 +68,7 @@ def decide_node(
 ) -> Verdict:
     """Decide one parsed statement of any kind."""
     if is_query(stmt):
-        return decide_query_node(stmt, settings)
+        return decide_query_node(stmt, settings, facts)
     return decide_utility_node(stmt, command, settings, facts)
 
 

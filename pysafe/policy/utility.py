@@ -5,12 +5,13 @@ from __future__ import annotations
 from pglast import ast
 from pglast.enums.parsenodes import (
     DiscardMode,
+    ObjectType,
     TransactionStmtKind,
     VariableSetKind,
 )
 
 from pysafe.policy import messages
-from pysafe.policy.facts import CatalogFacts
+from pysafe.policy.facts import TEMPORARY, CatalogFacts
 from pysafe.policy.settings import PolicySettings
 from pysafe.policy.verdict import Verdict
 
@@ -248,10 +249,72 @@ def decide_write_permitted_read_only(stmt: ast.Node, command: str) -> Verdict:
     return Verdict.refuse("read_only_exempt", messages.COMMAND.format(command=command), detail)
 
 
+def quote_name(*parts: str) -> str:
+    """A qualified name as to_regclass reads it, each part quoted."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in parts)
+
+
+def range_var_name(rel: ast.RangeVar) -> str:
+    parts = [p for p in (rel.catalogname, rel.schemaname, rel.relname) if p]
+    return quote_name(*parts)
+
+
+def names_temporary(rel: ast.RangeVar | None) -> bool:
+    """Does a CREATE name a temporary table (TEMP, or the pg_temp schema)?"""
+    if rel is None:
+        return False
+    return rel.relpersistence == TEMPORARY or (rel.schemaname or "").lower() == "pg_temp"
+
+
+def resolves_temporary(name: str, facts: CatalogFacts, missing_ok: bool = False) -> bool:
+    """Does the session resolve the name to one of its temporary tables?"""
+    persistence = facts.relation_persistence(name)
+    return persistence == TEMPORARY or (persistence is None and missing_ok)
+
+
+def relation_is_temporary(rel: ast.RangeVar | None, facts: CatalogFacts) -> bool:
+    return rel is not None and resolves_temporary(range_var_name(rel), facts)
+
+
+def decide_temporary(stmt: ast.Node, facts: CatalogFacts) -> Verdict | None:
+    """pysafe.allow_temp_objects: creating, filling, emptying and dropping the
+    session's own temporary tables.  None when the statement is not of that kind."""
+    allowed = Verdict.allow_temporary("temporary_objects")
+    if isinstance(stmt, ast.CreateStmt):
+        # Inheriting from or partitioning a permanent table would tie it to ours.
+        plain = not stmt.inhRelations and stmt.partbound is None
+        return allowed if plain and names_temporary(stmt.relation) else None
+    if isinstance(stmt, ast.CreateTableAsStmt):
+        creates_table = stmt.objtype == ObjectType.OBJECT_TABLE
+        into = stmt.into.rel if stmt.into is not None else None
+        return allowed if creates_table and names_temporary(into) else None
+    if isinstance(stmt, ast.SelectStmt) and stmt.intoClause is not None:
+        return allowed if names_temporary(stmt.intoClause.rel) else None
+    if isinstance(stmt, ast.DropStmt) and stmt.removeType == ObjectType.OBJECT_TABLE:
+        names = [quote_name(*(part.sval for part in obj)) for obj in stmt.objects or ()]
+        temporary = all(resolves_temporary(n, facts, bool(stmt.missing_ok)) for n in names)
+        return allowed if names and temporary else None
+    if isinstance(stmt, ast.TruncateStmt):
+        relations = stmt.relations or ()
+        temporary = all(relation_is_temporary(rel, facts) for rel in relations)
+        return allowed if relations and temporary else None
+    if (
+        isinstance(stmt, ast.CopyStmt)
+        and stmt.is_from
+        and stmt.filename is None
+        and relation_is_temporary(stmt.relation, facts)
+    ):
+        # PostgreSQL lets COPY FROM fill a temporary table in a read-only transaction.
+        return Verdict.allow("temporary_objects")
+    return None
+
+
 def decide_utility_node(
     stmt: ast.Node, command: str, settings: PolicySettings, facts: CatalogFacts
 ) -> Verdict:
     """Decide one parsed utility statement; ``command`` names it in messages."""
+    if settings.allow_temp_objects and (temporary := decide_temporary(stmt, facts)):
+        return temporary
     if isinstance(stmt, ast.VariableSetStmt):
         return decide_set(stmt, settings)
     if (
@@ -301,6 +364,12 @@ def expected_command_tag(stmt: ast.Node) -> str | None:
         return "DEALLOCATE" if stmt.name else "DEALLOCATE ALL"
     if isinstance(stmt, ast.DiscardStmt):
         return DISCARD_TAGS.get(stmt.target) if stmt.target is not None else None
+    if isinstance(stmt, ast.SelectStmt) and stmt.intoClause is not None:
+        return "SELECT INTO"
+    if isinstance(stmt, ast.CreateTableAsStmt) and stmt.objtype == ObjectType.OBJECT_TABLE:
+        return "CREATE TABLE AS"
+    if isinstance(stmt, ast.DropStmt) and stmt.removeType == ObjectType.OBJECT_TABLE:
+        return "DROP TABLE"
     return SIMPLE_TAGS.get(type(stmt))
 
 
@@ -337,4 +406,6 @@ SIMPLE_TAGS: dict[type[ast.Node], str] = {
     ast.ExplainStmt: "EXPLAIN",
     ast.CopyStmt: "COPY",
     ast.LockStmt: "LOCK TABLE",
+    ast.CreateStmt: "CREATE TABLE",
+    ast.TruncateStmt: "TRUNCATE TABLE",
 }

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 READ_ONLY_SQLSTATE = "25006"
+# The shim's reply for "allowed, and it writes only temporary objects": the
+# shim lifts read-only for that one statement (pysafe.allow_temp_objects).
+# Refusals always start with "cannot", so the two never meet.
+TEMPORARY_WRITE_REPLY = "+temporary"
 
 
 @dataclass(frozen=True)
@@ -19,18 +23,25 @@ class Verdict:
     message: str | None = None
     detail: str | None = None
     sqlstate: str = READ_ONLY_SQLSTATE
+    writes_temporary: bool = False  # creates, drops or empties temporary tables only
 
     @classmethod
     def allow(cls, rule: str) -> Verdict:
         return cls(True, rule)
 
     @classmethod
+    def allow_temporary(cls, rule: str) -> Verdict:
+        """Allowed because it touches only temporary tables (pysafe.allow_temp_objects)."""
+        return cls(True, rule, writes_temporary=True)
+
+    @classmethod
     def refuse(cls, rule: str, message: str, detail: str | None = None) -> Verdict:
         return cls(False, rule, message, detail)
 
     def as_server_reply(self) -> str | None:
-        """The shim's protocol: NULL to allow, else "message" or "message\\ndetail"."""
+        """The shim's protocol: NULL to allow, TEMPORARY_WRITE_REPLY to allow with
+        read-only lifted for the statement, else "message" or "message\\ndetail"."""
         if self.allowed:
-            return None
+            return TEMPORARY_WRITE_REPLY if self.writes_temporary else None
         assert self.message is not None
         return self.message if self.detail is None else f"{self.message}\n{self.detail}"

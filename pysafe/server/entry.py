@@ -26,6 +26,14 @@ class ServerCatalogFacts:
         rows = self._plpy.execute(plan, [name])
         return bool(rows[0]["lanpltrusted"]) if len(rows) else None
 
+    def relation_persistence(self, name: str) -> str | None:
+        plan = self._plpy.prepare(
+            "SELECT relpersistence FROM pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass($1)",
+            ["text"],
+        )
+        rows = self._plpy.execute(plan, [name])
+        return str(rows[0]["relpersistence"]) if len(rows) else None
+
 
 def decide_utility(statement: str, command_tag: str, flags: int, plpy: Any) -> str | None:
     """None to allow; otherwise the refusal message (and detail after a newline)."""
