@@ -45,6 +45,12 @@ class Workload:
 
 WORKLOADS = [
     Workload("executor path: 50k EXECUTE 'SELECT 1' in a DO loop", "'SELECT 1'", 50000, 1.02),
+    Workload(
+        "built-ins: 50k EXECUTE 'SELECT random(), length(''x'')'",
+        "'SELECT random(), length(''x'')'",
+        50000,
+        1.02,
+    ),
     Workload("utility path: 20k SET work_mem in a DO loop", "'SET work_mem = ''8MB'''", 20000, 1.5),
 ]
 HEADER = f"{'workload':<55} {'bare':>9} {'pysafe':>10} {'ratio':>7} {'goal':>6}"

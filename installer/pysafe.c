@@ -11,7 +11,7 @@
  *	  ExecutorStart,
  *	- refuses side-effecting functions (volatile C or untrusted-language
  *	  functions) when fmgr binds them, and volatile built-ins the Python
- *	  policy has not cleared when the executor announces them,
+ *	  policy does not clear when the executor announces them,
  *	- hands every utility statement that is not trivially safe to the
  *	  Python policy (pysafe.decide_utility, a PL/Python function), and
  *	  refuses the statement if that policy cannot be reached or fails.
@@ -104,13 +104,14 @@ static fmgr_hook_type prev_fmgr_hook = NULL;
 static object_access_hook_type prev_object_access_hook = NULL;
 
 /*
- * Volatile built-in functions the Python policy clears for restricted
- * sessions, read once per backend from the file the installer writes.
+ * Volatile built-in functions restricted sessions may not call (the Python
+ * policy's writers and any it has not reviewed), read once per backend from
+ * the file the installer writes.
  */
-static bool cleared_loaded = false;
-static bool cleared_file_found = false;
-static Oid *cleared_oids = NULL;
-static int	cleared_count = 0;
+static bool refused_loaded = false;
+static bool refused_file_found = false;
+static Oid *refused_oids = NULL;
+static int	refused_count = 0;
 
 /* Cached answer of session_is_restricted(); see restriction_cache_reset(). */
 static bool restriction_cache_valid = false;
@@ -513,31 +514,31 @@ compare_oids(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Where the installer writes the cleared built-ins (pysafe/install/function_review.py). */
+/* Where the installer writes the refused built-ins (pysafe/install/function_review.py). */
 static void
-cleared_builtins_path(char *path)
+refused_builtins_path(char *path)
 {
 	char		sharepath[MAXPGPATH];
 
 	get_share_path(my_exec_path, sharepath);
-	snprintf(path, MAXPGPATH, "%s/pysafe/cleared_builtins", sharepath);
+	snprintf(path, MAXPGPATH, "%s/pysafe/refused_builtins", sharepath);
 }
 
-/* Read the cleared built-ins' OIDs ("OID signature" lines) into a sorted array. */
+/* Read the refused built-ins' OIDs ("OID signature" lines) into a sorted array. */
 static void
-load_cleared_builtins(void)
+load_refused_builtins(void)
 {
 	char		path[MAXPGPATH];
 	char		line[1024];
 	FILE	   *file;
 	int			capacity = 256;
 
-	cleared_loaded = true;
-	cleared_builtins_path(path);
+	refused_loaded = true;
+	refused_builtins_path(path);
 	file = AllocateFile(path, "r");
 	if (file == NULL)
 		return;
-	cleared_oids = MemoryContextAlloc(TopMemoryContext, capacity * sizeof(Oid));
+	refused_oids = MemoryContextAlloc(TopMemoryContext, capacity * sizeof(Oid));
 	while (fgets(line, sizeof(line), file) != NULL)
 	{
 		char	   *end;
@@ -545,46 +546,50 @@ load_cleared_builtins(void)
 
 		if (end == line || oid == 0 || *end != ' ')
 			continue;			/* comments and anything unexpected */
-		if (cleared_count == capacity)
+		if (refused_count == capacity)
 		{
 			capacity *= 2;
-			cleared_oids = repalloc(cleared_oids, capacity * sizeof(Oid));
+			refused_oids = repalloc(refused_oids, capacity * sizeof(Oid));
 		}
-		cleared_oids[cleared_count++] = (Oid) oid;
+		refused_oids[refused_count++] = (Oid) oid;
 	}
 	FreeFile(file);
-	qsort(cleared_oids, cleared_count, sizeof(Oid), compare_oids);
-	cleared_file_found = true;
+	qsort(refused_oids, refused_count, sizeof(Oid), compare_oids);
+	refused_file_found = true;
 }
 
 /*
- * Refuse a volatile built-in function the policy has not cleared: the
- * writers it lists, and any a newer PostgreSQL added since the review.
- * Without the file every volatile built-in is refused (fail closed).
+ * Refuse a volatile built-in function the policy does not clear: the
+ * writers it lists, and any it has not reviewed.  One binary search, no
+ * catalog lookup.  Without the file every volatile built-in is refused
+ * (fail closed).
  */
 static void
 check_builtin_function(Oid fn_oid)
 {
 	char		detail[NAMEDATALEN + MAXPGPATH + 128];
 
-	if (fn_oid >= FirstGenbkiObjectId || func_volatile(fn_oid) != PROVOLATILE_VOLATILE)
+	if (fn_oid >= FirstGenbkiObjectId)
 		return;
-	if (!cleared_loaded)
-		load_cleared_builtins();
-	if (cleared_file_found &&
-		bsearch(&fn_oid, cleared_oids, cleared_count, sizeof(Oid), compare_oids) != NULL)
-		return;
-	if (cleared_file_found)
+	if (!refused_loaded)
+		load_refused_builtins();
+	if (refused_file_found)
+	{
+		if (bsearch(&fn_oid, refused_oids, refused_count, sizeof(Oid), compare_oids) == NULL)
+			return;
 		snprintf(detail, sizeof(detail),
 				 "%s is a volatile built-in function that pysafe's review does not clear (pysafe/policy/functions.py).",
 				 get_func_name(fn_oid));
+	}
 	else
 	{
 		char		path[MAXPGPATH];
 
-		cleared_builtins_path(path);
+		if (func_volatile(fn_oid) != PROVOLATILE_VOLATILE)
+			return;
+		refused_builtins_path(path);
 		snprintf(detail, sizeof(detail),
-				 "%s is a volatile built-in function, and the list of cleared ones (%s) is missing; a superuser should run \"python -m pysafe install\".",
+				 "%s is a volatile built-in function, and the list of refused ones (%s) is missing; a superuser should run \"python -m pysafe install\".",
 				 get_func_name(fn_oid), path);
 	}
 	refuse("cannot execute functions that may have side effects in a read-only session",

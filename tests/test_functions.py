@@ -2,7 +2,8 @@
 
 Built-ins never reach the fmgr hooks.  The shim allows a restricted session
 a volatile built-in only if pysafe/policy/functions.py clears it (the
-installer writes the cleared OIDs to <sharedir>/pysafe/cleared_builtins).
+installer writes the OIDs of every other volatile built-in, writers and
+unreviewed ones alike, to <sharedir>/pysafe/refused_builtins).
 The restricted role is granted EXECUTE on every reviewed function, so a
 refusal is pysafe's and not an ACL's.
 """
@@ -15,8 +16,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pysafe.install import function_review
 from pysafe.install.files import find_pg_config
-from pysafe.install.function_review import FIRST_GENBKI_OID, cleared_builtins_path
+from pysafe.install.function_review import FIRST_GENBKI_OID, refused_builtins_path
 from pysafe.policy.functions import (
     CLEARED_FUNCTIONS,
     REVIEWED_FUNCTIONS,
@@ -130,24 +132,32 @@ def test_cleared_function_allowed(
     assert refusal is None or refusal.sqlstate != UNDEFINED_FUNCTION, (review.probe, refusal)
 
 
-def cleared_file(server: Server) -> Path:
-    return cleared_builtins_path(find_pg_config(server.cluster.major, server.cluster.pg_config))
+def refused_file(server: Server) -> Path:
+    return refused_builtins_path(find_pg_config(server.cluster.major, server.cluster.pg_config))
 
 
-def test_cleared_file_holds_the_policy(server: Server) -> None:
+def test_refused_file_lists_every_uncleared_volatile_builtin(server: Server) -> None:
     listed = {
-        int(line.split()[0])
-        for line in cleared_file(server).read_text().splitlines()
+        line.split(" ", 1)[1]
+        for line in refused_file(server).read_text().splitlines()
         if line and not line.startswith("#")
     }
-    expected = {
-        int(str(row[0]))
-        for review in CLEARED_FUNCTIONS
-        for row in server.admin(f"SELECT to_regprocedure('{review.signature}')::oid")
-        if row[0] is not None
-    }
-    assert listed == {oid for oid in expected if oid < FIRST_GENBKI_OID}
-    assert listed, "no cleared function found on this server"
+    from_build = {str(row[0]) for row in server.admin(VOLATILE_CALLABLE) if row[3]}
+    cleared = {review.signature for review in CLEARED_FUNCTIONS}
+    writers = {review.signature for review in WRITING_FUNCTIONS}
+    assert listed == from_build - cleared
+    assert listed >= writers & from_build
+
+
+def test_an_unreviewed_builtin_would_be_refused(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fail closed: drop random() from the review and the installer refuses it."""
+    cleared = [r.signature for r in CLEARED_FUNCTIONS if r.signature != "random()"]
+    monkeypatch.setattr(function_review, "cleared_signatures", lambda: cleared)
+    with server.connect() as conn:
+        refused = {signature for _, signature in function_review.resolve_refused(conn)}
+    assert "random()" in refused and "clock_timestamp()" not in refused
 
 
 def test_function_review_lists_what_this_server_has(server: Server, present: set[str]) -> None:
@@ -179,10 +189,10 @@ def test_reads_with_builtins_still_work(server: Server) -> None:
     )
 
 
-def test_without_the_cleared_file_every_volatile_builtin_is_refused(server: Server) -> None:
+def test_without_the_refused_file_every_volatile_builtin_is_refused(server: Server) -> None:
     """Fail closed: a lost file refuses volatile built-ins, and only those."""
-    path = cleared_file(server)
-    hidden = path.with_name("cleared_builtins-hidden-by-test")
+    path = refused_file(server)
+    hidden = path.with_name("refused_builtins-hidden-by-test")
     path.rename(hidden)
     try:
         with server.connect("reporting") as conn:  # a new backend reads the file afresh

@@ -69,8 +69,8 @@ def install(
         progress("placing server-side Python code")
         files.place_python_code(paths, python_version)
         report.steps.append(f"server-side Python code in {paths.python_dir}")
-        cleared = function_review.place_cleared_builtins(paths, conn)
-        report.steps.append(f"cleared volatile built-ins for the shim in {cleared}")
+        refused = function_review.place_refused_builtins(paths, conn)
+        report.steps.append(f"refused volatile built-ins for the shim in {refused}")
         files.place_extension_files(paths)
         report.steps.append(f"extension files in {paths.extension_dir}")
         if shim:

@@ -1,10 +1,14 @@
-"""The cleared volatile built-ins, written where the shim reads them.
+"""The refused volatile built-ins, written where the shim reads them.
 
-The shim allows a restricted session a volatile built-in function only if
-its OID is in this file (pysafe/policy/functions.py says why).  Built-in
-OIDs are fixed when PostgreSQL is built, the same in every database and in
-every cluster of one installation, so one file beside the server-side Python
-serves the whole cluster, databases made later from template0 included.
+pysafe/policy/functions.py clears some volatile built-in functions for
+restricted sessions.  The installer lists every other volatile built-in
+that SQL can call on this server (the writers, and any the review has not
+seen, so a newer PostgreSQL's additions are refused) with its OID, and the
+shim refuses exactly those: one binary search per function, no catalog
+lookup.  Built-in OIDs and volatility are fixed when PostgreSQL is built,
+the same in every database and in every cluster of one installation, so one
+file beside the server-side Python serves the whole cluster, databases made
+later from template0 included.
 """
 
 from __future__ import annotations
@@ -16,39 +20,55 @@ import psycopg
 from pysafe.install.files import ServerPaths, replace_file
 from pysafe.policy.functions import cleared_signatures
 
-FILE_NAME = "cleared_builtins"
+FILE_NAME = "refused_builtins"
 # Built-ins below this OID come from the build (FirstGenbkiObjectId); the shim
 # checks only those, so only those go in the file.
 FIRST_GENBKI_OID = 10000
 
+# Volatile built-ins SQL can call: not taking or making "internal", not
+# handlers or trigger functions, which only PostgreSQL's machinery calls.
+VOLATILE_CALLABLE_BUILTINS = f"""
+SELECT p.oid, p.oid::regprocedure::text
+  FROM pg_catalog.pg_proc p
+ WHERE p.provolatile = 'v' AND p.oid < {FIRST_GENBKI_OID}
+   AND p.prorettype NOT IN ('internal'::regtype, 'language_handler'::regtype,
+                            'trigger'::regtype, 'event_trigger'::regtype)
+   AND NOT ('internal'::regtype = ANY (p.proargtypes::oid[]))
+ ORDER BY p.oid
+"""
 
-def cleared_builtins_path(paths: ServerPaths) -> Path:
+
+def refused_builtins_path(paths: ServerPaths) -> Path:
     return paths.python_dir.parent / FILE_NAME
 
 
-def resolve_cleared(conn: psycopg.Connection) -> list[tuple[int, str]]:
-    """(OID, signature) of each cleared function this server has, by OID."""
-    rows = conn.execute(
-        "SELECT to_regprocedure(s)::oid, s FROM unnest(%s::text[]) AS s"
-        " WHERE to_regprocedure(s) IS NOT NULL",
-        [cleared_signatures()],
-    ).fetchall()
-    return sorted((int(oid), str(sig)) for oid, sig in rows if int(oid) < FIRST_GENBKI_OID)
+def resolve_refused(conn: psycopg.Connection) -> list[tuple[int, str]]:
+    """(OID, signature) of each volatile built-in the review does not clear, by OID."""
+    cleared = {
+        int(row[0])
+        for row in conn.execute(
+            "SELECT to_regprocedure(s)::oid FROM unnest(%s::text[]) AS s"
+            " WHERE to_regprocedure(s) IS NOT NULL",
+            [cleared_signatures()],
+        )
+    }
+    rows = conn.execute(VOLATILE_CALLABLE_BUILTINS).fetchall()
+    return [(int(oid), str(sig)) for oid, sig in rows if int(oid) not in cleared]
 
 
-def render(cleared: list[tuple[int, str]], server_version: str) -> str:
+def render(refused: list[tuple[int, str]], server_version: str) -> str:
     lines = [
-        "# Volatile built-in functions pysafe allows restricted sessions to call,",
-        f"# for PostgreSQL {server_version}; written by python -m pysafe install",
-        "# from pysafe/policy/functions.py.  One OID per line, then its signature.",
-        *(f"{oid} {signature}" for oid, signature in cleared),
+        "# Volatile built-in functions pysafe refuses restricted sessions: the writers",
+        "# of pysafe/policy/functions.py and any it has not reviewed.  For PostgreSQL",
+        f"# {server_version}; written by python -m pysafe install.  OID, then signature.",
+        *(f"{oid} {signature}" for oid, signature in refused),
     ]
     return "\n".join(lines) + "\n"
 
 
-def place_cleared_builtins(paths: ServerPaths, conn: psycopg.Connection) -> Path:
+def place_refused_builtins(paths: ServerPaths, conn: psycopg.Connection) -> Path:
     """Write the file for this server; returns where."""
     version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
-    target = cleared_builtins_path(paths)
-    replace_file(target, render(resolve_cleared(conn), version))
+    target = refused_builtins_path(paths)
+    replace_file(target, render(resolve_refused(conn), version))
     return target

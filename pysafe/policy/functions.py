@@ -15,8 +15,8 @@ each PostgreSQL version it is tested with, and put it in one of two lists:
 The shim lets a restricted session call a volatile built-in only if it is
 cleared.  A function that a new PostgreSQL version adds is therefore refused
 until it is reviewed here (fail closed), and tests/test_functions.py names it.
-The installer writes the cleared functions' OIDs for the shim
-(pysafe/install/function_review.py).
+The installer lists the OIDs of the server's volatile built-ins that are not
+cleared for the shim (pysafe/install/function_review.py).
 """
 
 from __future__ import annotations
@@ -415,5 +415,5 @@ REVIEWED_FUNCTIONS: tuple[FunctionReview, ...] = WRITING_FUNCTIONS + CLEARED_FUN
 
 
 def cleared_signatures() -> list[str]:
-    """The signatures the shim allows; the installer resolves them to OIDs."""
+    """The volatile built-ins the shim allows; the installer lists every other one."""
     return [review.signature for review in CLEARED_FUNCTIONS]
