@@ -38,6 +38,7 @@
 #include "commands/extension.h"
 #include "executor/executor.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "nodes/plannodes.h"
@@ -51,6 +52,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
+#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -80,6 +82,13 @@ PG_MODULE_MAGIC;
 #define POLICY_EXTENSION	"pysafe"
 #define POLICY_FUNCTION		"decide_utility"
 
+/*
+ * Always part of the restricted list, whatever pysafe.roles says: the role
+ * pysafe.restrict() grants, so a superuser can restrict a role from SQL
+ * without editing configuration files (the installer creates it).
+ */
+#define RESTRICTED_GROUP	"pysafe_restricted"
+
 /* Settings */
 static char *pysafe_roles = NULL;
 static bool pysafe_block_dml = true;
@@ -89,6 +98,8 @@ static bool pysafe_block_all_c_functions = false;
 static bool pysafe_force_read_only = true;
 static bool pysafe_lock_session_authorization = false;
 static bool pysafe_allow_temp_objects = false;
+static bool pysafe_log_refusals = true;
+static int	pysafe_log_statement_length = 200;
 
 /*
  * The statement the policy allowed as a write to temporary tables, while it
@@ -163,6 +174,16 @@ restriction_cache_callback(Datum arg, int cacheid, uint32 hashvalue)
 	restriction_cache_reset();
 }
 
+/* Is the role the named role, or a member of it at any depth?  Unknown names are not. */
+static bool
+role_is_or_joins(Oid role, const char *name)
+{
+	Oid			listed = get_role_oid(name, true);
+
+	return OidIsValid(listed) &&
+		(listed == role || is_member_of_role_nosuper(role, listed));
+}
+
 /* Compute, without the cache, whether the session user is restricted. */
 static bool
 compute_session_restricted(Oid session_user)
@@ -172,10 +193,12 @@ compute_session_restricted(Oid session_user)
 	ListCell   *lc;
 	bool		restricted = false;
 
-	if (pysafe_roles == NULL || pysafe_roles[0] == '\0')
-		return false;
 	/* No session user yet (backend start, background workers): nothing to restrict. */
 	if (!OidIsValid(session_user) || superuser_arg(session_user))
+		return false;
+	if (role_is_or_joins(session_user, RESTRICTED_GROUP))
+		return true;
+	if (pysafe_roles == NULL || pysafe_roles[0] == '\0')
 		return false;
 
 	copy = pstrdup(pysafe_roles);
@@ -187,12 +210,8 @@ compute_session_restricted(Oid session_user)
 	}
 	foreach(lc, names)
 	{
-		Oid			listed = get_role_oid((const char *) lfirst(lc), true);
-
 		/* Unknown names are ignored, as in SafeSession. */
-		if (OidIsValid(listed) &&
-			(listed == session_user ||
-			 is_member_of_role_nosuper(session_user, listed)))
+		if (role_is_or_joins(session_user, (const char *) lfirst(lc)))
 		{
 			restricted = true;
 			break;
@@ -249,10 +268,55 @@ current_policy_flags(void)
 	return flags;
 }
 
-/* Raise the read-only-session refusal every pysafe check uses. */
+/* Append "key": "value" (JSON-escaped) to a log line under construction. */
 static void
-refuse(const char *message, const char *detail)
+append_json_field(StringInfo line, const char *key, const char *value)
 {
+	if (line->len > 1)
+		appendStringInfoString(line, ", ");
+	escape_json(line, key);
+	appendStringInfoString(line, ": ");
+	escape_json(line, value ? value : "");
+}
+
+/*
+ * Write one structured line about a refusal to the server log (a JSON
+ * object after "pysafe refusal: "), unless pysafe.log_refusals is off.
+ * ``kind`` says what was refused (a command tag, or FUNCTION name),
+ * ``rule`` which rule refused it.
+ */
+static void
+log_refusal(const char *kind, const char *rule, const char *message)
+{
+	StringInfoData line;
+	const char *statement = debug_query_string ? debug_query_string : "";
+	int			length = strlen(statement);
+
+	if (!pysafe_log_refusals)
+		return;
+	if (length > pysafe_log_statement_length)
+		length = pg_mbcliplen(statement, length, pysafe_log_statement_length);
+	initStringInfo(&line);
+	appendStringInfoChar(&line, '{');
+	append_json_field(&line, "role", GetUserNameFromId(GetSessionUserId(), true));
+	append_json_field(&line, "current_role", GetUserNameFromId(GetUserId(), true));
+	append_json_field(&line, "database", get_database_name(MyDatabaseId));
+	append_json_field(&line, "kind", kind);
+	append_json_field(&line, "rule", rule);
+	append_json_field(&line, "message", message);
+	append_json_field(&line, "statement", pnstrdup(statement, length));
+	appendStringInfoChar(&line, '}');
+	ereport(LOG,
+			(errmsg("pysafe refusal: %s", line.data),
+			 errhidestmt(true), errhidecontext(true)));
+	pfree(line.data);
+}
+
+/* Log, then raise, the read-only-session refusal every pysafe check uses. */
+static void
+refuse(const char *kind, const char *rule, const char *message, const char *detail)
+{
+	log_refusal(kind, rule, message);
 	ereport(ERROR,
 			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 			 errmsg("%s", message),
@@ -352,6 +416,7 @@ static void
 check_plan_is_read_only(QueryDesc *queryDesc)
 {
 	PlannedStmt *stmt = queryDesc->plannedstmt;
+	const char *tag = GetCommandTagName(CreateCommandTag((Node *) stmt));
 	char		message[128];
 
 	/*
@@ -362,7 +427,8 @@ check_plan_is_read_only(QueryDesc *queryDesc)
 	if ((pysafe_block_dml || pysafe_force_read_only) &&
 		queryDesc->dest != NULL && queryDesc->dest->mydest == DestIntoRel &&
 		temporary_write_running != T_CreateTableAsStmt)
-		refuse("cannot execute CREATE TABLE AS in a read-only session", NULL);
+		refuse("CREATE TABLE AS", "create_table_as",
+			   "cannot execute CREATE TABLE AS in a read-only session", NULL);
 	if (!pysafe_block_dml)
 		return;
 	if (!plan_writes_only_temporary_tables(stmt))
@@ -370,15 +436,16 @@ check_plan_is_read_only(QueryDesc *queryDesc)
 		if (queryDesc->operation != CMD_SELECT)
 		{
 			snprintf(message, sizeof(message),
-					 "cannot execute %s in a read-only session",
-					 GetCommandTagName(CreateCommandTag((Node *) stmt)));
-			refuse(message, NULL);
+					 "cannot execute %s in a read-only session", tag);
+			refuse(tag, "dml", message, NULL);
 		}
 		if (stmt->hasModifyingCTE)
-			refuse("cannot execute a data-modifying WITH clause in a read-only session", NULL);
+			refuse(tag, "modifying_cte",
+				   "cannot execute a data-modifying WITH clause in a read-only session", NULL);
 	}
 	if (plan_locks_rows(stmt))
-		refuse("cannot execute SELECT FOR UPDATE/SHARE in a read-only session", NULL);
+		refuse(tag, "row_locks",
+			   "cannot execute SELECT FOR UPDATE/SHARE in a read-only session", NULL);
 }
 
 /* ExecutorStart hook: force read-only, then check the plan. */
@@ -448,6 +515,7 @@ check_function_allowed(Oid fn_oid)
 	bool		c_language = false;
 	bool		blocked = false;
 	char		detail[NAMEDATALEN * 2 + 96];
+	char		kind[NAMEDATALEN + 16];
 
 	if (!pysafe_block_c_functions || !checks_apply())
 		return;
@@ -468,13 +536,17 @@ check_function_allowed(Oid fn_oid)
 				!language_is_trusted(proc->prolang);
 	}
 	if (blocked)
+	{
 		snprintf(detail, sizeof(detail), "Function %s is %s%s-language.",
 				 NameStr(proc->proname),
 				 proc->provolatile == PROVOLATILE_VOLATILE ? "volatile and " : "",
 				 c_language ? "C" : "untrusted");
+		snprintf(kind, sizeof(kind), "FUNCTION %s", NameStr(proc->proname));
+	}
 	ReleaseSysCache(tuple);
 	if (blocked)
-		refuse("cannot execute functions that may have side effects in a read-only session",
+		refuse(kind, c_language ? "c_functions" : "untrusted_functions",
+			   "cannot execute functions that may have side effects in a read-only session",
 			   detail);
 }
 
@@ -568,6 +640,7 @@ static void
 check_builtin_function(Oid fn_oid)
 {
 	char		detail[NAMEDATALEN + MAXPGPATH + 128];
+	char		kind[NAMEDATALEN + 16];
 
 	if (fn_oid >= FirstGenbkiObjectId)
 		return;
@@ -592,7 +665,9 @@ check_builtin_function(Oid fn_oid)
 				 "%s is a volatile built-in function, and the list of refused ones (%s) is missing; a superuser should run \"python -m pysafe install\".",
 				 get_func_name(fn_oid), path);
 	}
-	refuse("cannot execute functions that may have side effects in a read-only session",
+	snprintf(kind, sizeof(kind), "FUNCTION %s", get_func_name(fn_oid));
+	refuse(kind, "builtin_functions",
+		   "cannot execute functions that may have side effects in a read-only session",
 		   detail);
 }
 
@@ -826,16 +901,20 @@ veto_by_python_policy(PlannedStmt *pstmt, const char *queryString)
 	char	   *statement = statement_text(pstmt, queryString);
 	MemoryContext caller_context = CurrentMemoryContext;
 	text	   *verdict = NULL;
+	char	   *rule;
 	char	   *message;
 	char	   *detail;
 
 	if (!OidIsValid(funcoid))
+	{
+		log_refusal(tag, "policy_unavailable", why);
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg("cannot execute %s in a read-only session: pysafe policy unavailable", tag),
 				 errdetail("In database \"%s\", %s.",
 						   get_database_name(MyDatabaseId), why),
 				 errhint("A superuser should run \"python -m pysafe install\" to create the pysafe objects in every database.")));
+	}
 
 	PG_TRY();
 	{
@@ -848,6 +927,7 @@ veto_by_python_policy(PlannedStmt *pstmt, const char *queryString)
 		MemoryContextSwitchTo(caller_context);
 		edata = CopyErrorData();
 		FlushErrorState();
+		log_refusal(tag, "policy_failed", edata->message);
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg("cannot execute %s in a read-only session: pysafe policy failed", tag),
@@ -858,13 +938,18 @@ veto_by_python_policy(PlannedStmt *pstmt, const char *queryString)
 
 	if (verdict == NULL)
 		return false;
-	message = text_to_cstring(verdict);
-	if (strcmp(message, POLICY_TEMPORARY_WRITE) == 0)
+	rule = text_to_cstring(verdict);
+	if (strcmp(rule, POLICY_TEMPORARY_WRITE) == 0)
 		return true;
+	/* "rule\nmessage" or "rule\nmessage\ndetail" */
+	message = strchr(rule, '\n');
+	if (message == NULL)
+		elog(ERROR, "pysafe policy reply without a message: %s", rule);
+	*message++ = '\0';
 	detail = strchr(message, '\n');
 	if (detail != NULL)
 		*detail++ = '\0';
-	refuse(message, detail);
+	refuse(tag, rule, message, detail);
 	return false;				/* not reached */
 }
 
@@ -1058,6 +1143,14 @@ _PG_init(void)
 	define_bool_setting("pysafe.lock_session_authorization",
 						"Keep a session that became restricted through SET SESSION AUTHORIZATION from switching back.",
 						&pysafe_lock_session_authorization, false);
+	define_bool_setting("pysafe.log_refusals",
+						"Write one structured line to the server log for every refusal.",
+						&pysafe_log_refusals, true);
+	DefineCustomIntVariable("pysafe.log_statement_length",
+							"Bytes of the refused statement's text in the refusal log line.",
+							"0 leaves the text out.",
+							&pysafe_log_statement_length, 200, 0, 1024 * 1024,
+							PGC_SUSET, 0, NULL, NULL, NULL);
 	define_bool_setting("pysafe.allow_temp_objects",
 						"Let restricted sessions create, write and drop their own temporary tables.",
 						&pysafe_allow_temp_objects, false);

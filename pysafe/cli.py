@@ -1,106 +1,196 @@
-"""python -m pysafe: install, uninstall, check, demo."""
+"""python -m pysafe: install, uninstall, status, check, audit, restrict, unrestrict, demo.
+
+Every server command takes --dsn (repeatable) or --dsn-file for a fleet,
+reports per server, exits non-zero if any server failed, and prints JSON
+with --json.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import psycopg
+from pglast.parser import ParseError
 
 from pysafe import __version__
-from pysafe.install import InstallError, InstallReport, install, uninstall
+from pysafe.fleet import CliError, Outcome, read_dsns, run_fleet
+from pysafe.install import InstallReport, install, uninstall
+from pysafe.install.cluster import connect_to, target_databases
 from pysafe.policy import PolicySettings, decide_text
 
 
-def print_report(report: InstallReport, action: str) -> None:
-    print(f"{action} on {report.server}:")
-    for step in report.steps:
-        print(f"  - {step}")
+def report_lines(report: InstallReport) -> list[str]:
+    lines = [f"- {step}" for step in report.steps]
     width = max((len(name) for name in report.databases), default=0)
-    for dbname, outcome in report.databases.items():
-        print(f"  database {dbname:<{width}}  {outcome}")
+    lines += [f"database {name:<{width}}  {done}" for name, done in report.databases.items()]
     if report.restart_needed:
-        print(
-            "  RESTART NEEDED: restart PostgreSQL to load (or unload) the pysafe shim; "
+        lines.append(
+            "RESTART NEEDED: restart PostgreSQL to load (or unload) the pysafe shim; "
             "until then pysafe does not protect anything."
         )
+    return lines
 
 
-def print_progress(message: str) -> None:
-    print(f"... {message}")
+def install_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
+    progress = (lambda _: None) if args.json else (lambda m: print(f"... {m}", file=sys.stderr))
+    if args.command == "install":
+        report = install(
+            dsn,
+            args.pg_config,
+            progress=progress,
+            session_preload=args.session_preload,
+            shim=not args.no_shim,
+        )
+    else:
+        report = uninstall(dsn, args.pg_config, progress=progress)
+    return Outcome(dataclasses.asdict(report), report_lines(report))
 
 
-def run_install_like(args: argparse.Namespace) -> int:
-    failures = 0
-    for dsn in args.dsn:
+def query(dsn: str, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def status_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
+    rows = query(dsn, "SELECT protection, live, detail FROM pysafe.status()")
+    data = [{"protection": p, "live": live, "detail": d} for p, live, d in rows]
+    width = max(len(str(r[0])) for r in rows)
+    lines = [f"{'LIVE' if live else 'off ':<4}  {p:<{width}}  {d}" for p, live, d in rows]
+    return Outcome(data, lines)
+
+
+def audit_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
+    """pysafe.audit(), plus the databases of the server without pysafe objects."""
+    rows = query(dsn, "SELECT severity, finding, object, fix FROM pysafe.audit()")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        databases = target_databases(conn)
+    for dbname in databases:
+        with connect_to(dsn, dbname) as db:
+            if db.execute("SELECT 1 FROM pg_extension WHERE extname = 'pysafe'").fetchone():
+                continue
+        rows.append(
+            (
+                "high",
+                f"database {dbname} has no pysafe objects: restricted sessions there are refused "
+                "everything that needs the Python policy",
+                f"database {dbname}",
+                "python -m pysafe install (adds the extension to every database)",
+            )
+        )
+    data = [dict(zip(("severity", "finding", "object", "fix"), r, strict=True)) for r in rows]
+    if not rows:
+        return Outcome(data, ["no findings"])
+    lines = []
+    for severity, finding, _, fix in rows:
+        lines += [f"{severity.upper():<6} {finding}", f"       fix: {fix}"]
+    return Outcome(data, lines)
+
+
+def restrict_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
+    function = "pysafe.restrict" if args.command == "restrict" else "pysafe.unrestrict"
+    [(message,)] = query(dsn, f"SELECT {function}(%s)", [args.role])
+    return Outcome({"role": args.role, "message": message}, [str(message)])
+
+
+def read_sql(sources: list[str]) -> list[tuple[str, str]]:
+    """(name, text) of each SQL file, or of standard input."""
+    texts = []
+    for source in sources or ["-"]:
         try:
-            if args.command == "install":
-                report = install(
-                    dsn,
-                    args.pg_config,
-                    progress=print_progress,
-                    session_preload=args.session_preload,
-                    shim=not args.no_shim,
-                )
-            else:
-                report = uninstall(dsn, args.pg_config, progress=print_progress)
-        except (InstallError, psycopg.Error) as error:
-            failures += 1
-            print(f"{args.command} failed: {error}", file=sys.stderr)
-            continue
-        print_report(report, args.command)
-    return 1 if failures else 0
+            texts.append((source, sys.stdin.read() if source == "-" else Path(source).read_text()))
+        except OSError as error:
+            raise CliError(f"cannot read {source}: {error.strerror}") from error
+    return texts
 
 
-def run_check(args: argparse.Namespace) -> int:
-    """Offline: what the policy does with each statement of SQL files (or stdin)."""
-    settings = PolicySettings(block_dml=not args.allow_dml, block_ddl=not args.allow_ddl)
-    refused = 0
-    sources = args.files or ["-"]
-    for source in sources:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+def check_rows_lines(rows: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for row in rows:
+        mark = "ALLOWED " if row["verdict"] == "allowed" else "REFUSED "
+        lines.append(f"{mark} [{row['rule']}] {row['statement']}")
+        if row["verdict"] != "allowed":
+            lines.append(f"         {row['message']}")
+    return lines
+
+
+def server_check_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
+    """pysafe.check() on the server: the policy with that server's settings and catalog."""
+    rows = []
+    for source, text in read_sql(args.files):
+        found = query(
+            dsn,
+            "SELECT statement, verdict, rule, message, detail FROM pysafe.check(%s, %s)",
+            [text, args.role or "pysafe_restricted"],
+        )
+        keys = ("statement", "verdict", "rule", "message", "detail")
+        rows += [{"source": source, **dict(zip(keys, r, strict=True))} for r in found]
+    return Outcome(rows, check_rows_lines(rows))
+
+
+def run_offline_check(args: argparse.Namespace) -> int:
+    """No server: what the policy does with each statement, with settings from the flags."""
+    settings = PolicySettings(
+        block_dml=not args.allow_dml,
+        block_ddl=not args.allow_ddl,
+        allow_temp_objects=args.allow_temp_objects,
+    )
+    rows = []
+    for source, text in read_sql(args.files):
         try:
             results = decide_text(text, settings)
-        except Exception as error:  # pglast raises its own ParseError
-            print(f"{source}: cannot parse: {error}", file=sys.stderr)
+        except ParseError as error:
+            print(f"{source}: cannot parse: {error}; fix the SQL and run again", file=sys.stderr)
             return 2
-        for result in results:
-            verdict = result.verdict
-            if verdict.allowed:
-                print(f"ALLOWED  [{verdict.rule}] {result.text}")
-            else:
-                refused += 1
-                print(f"REFUSED  [{verdict.rule}] {result.text}\n         {verdict.message}")
+        rows += [
+            {
+                "source": source,
+                "statement": r.text,
+                "verdict": "allowed" if r.verdict.allowed else "refused",
+                "rule": r.verdict.rule,
+                "message": r.verdict.message,
+                "detail": r.verdict.detail,
+            }
+            for r in results
+        ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print("\n".join(check_rows_lines(rows)))
+    refused = any(row["verdict"] != "allowed" for row in rows)
     return 1 if refused and args.fail_on_refusal else 0
 
 
-def run_status(args: argparse.Namespace) -> int:
-    """pysafe.status() of each server, as a table."""
-    failures = 0
-    for dsn in args.dsn:
-        try:
-            with psycopg.connect(dsn) as conn:
-                rows = conn.execute(
-                    "SELECT protection, live, detail FROM pysafe.status()"
-                ).fetchall()
-                where = conn.info.host or "local socket"
-        except psycopg.Error as error:
-            failures += 1
-            print(f"status failed: {error}".strip(), file=sys.stderr)
-            print("  (is pysafe installed there? python -m pysafe install)", file=sys.stderr)
-            continue
-        print(f"pysafe status on {where}:")
-        width = max(len(str(r[0])) for r in rows)
-        for protection, live, detail in rows:
-            print(f"  {'LIVE' if live else 'off ':<4}  {protection:<{width}}  {detail}")
-    return 1 if failures else 0
+def run_server_command(args: argparse.Namespace) -> int:
+    if args.command == "check" and not (args.dsn or args.dsn_file):
+        return run_offline_check(args)
+    dsns = read_dsns(args.dsn, args.dsn_file)
+    return run_fleet(dsns, lambda dsn: args.outcome(args, dsn), args.json, args.command)
 
 
 def run_demo(_args: argparse.Namespace) -> int:
     from pysafe.demo import run  # noqa: PLC0415 - needs the dev extra
 
     return run()
+
+
+def add_server_options(sub: argparse.ArgumentParser, required: bool = True) -> None:
+    where = "" if required else " (without one, check works offline)"
+    sub.add_argument(
+        "--dsn",
+        action="append",
+        help=f"libpq connection string; repeat for several servers{where}",
+    )
+    sub.add_argument(
+        "--dsn-file",
+        type=Path,
+        help="a file with one connection string per line (# starts a comment line)",
+    )
+    sub.add_argument("--json", action="store_true", help="print results as JSON")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,19 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
         ("uninstall", "remove everything install added"),
     ):
         sub = commands.add_parser(name, help=text)
-        sub.add_argument(
-            "--dsn",
-            action="append",
-            required=True,
-            help="libpq connection string of a superuser; repeat for several servers",
-        )
+        add_server_options(sub)
         sub.add_argument(
             "--pg-config",
             type=Path,
             default=None,
             help="pg_config of the server's major version (default: found)",
         )
-        sub.set_defaults(handler=run_install_like)
+        sub.set_defaults(handler=run_server_command, outcome=install_outcome)
         if name == "install":
             sub.add_argument(
                 "--session-preload",
@@ -138,17 +223,41 @@ def build_parser() -> argparse.ArgumentParser:
                 help="Python-only mode, for servers that cannot load libraries: weaker, "
                 "see README 'Modes'",
             )
-    status = commands.add_parser("status", help="which protections are live on a server")
-    status.add_argument("--dsn", action="append", required=True, help="libpq connection string")
-    status.set_defaults(handler=run_status)
-    check = commands.add_parser("check", help="offline: what the policy does with SQL files")
-    check.add_argument("files", nargs="*", help="SQL files (default: standard input)")
-    check.add_argument("--allow-dml", action="store_true", help="as with pysafe.block_dml = off")
-    check.add_argument("--allow-ddl", action="store_true", help="as with pysafe.block_ddl = off")
-    check.add_argument(
-        "--fail-on-refusal", action="store_true", help="exit 1 when any statement would be refused"
+    status = commands.add_parser("status", help="which protections are live for this session")
+    add_server_options(status)
+    status.set_defaults(handler=run_server_command, outcome=status_outcome)
+    audit = commands.add_parser(
+        "audit", help="escape hatches around restricted roles, each with its fix (superuser)"
     )
-    check.set_defaults(handler=run_check)
+    add_server_options(audit)
+    audit.set_defaults(handler=run_server_command, outcome=audit_outcome)
+    for name, text in (
+        ("restrict", "restrict a role cluster-wide from its next statement (superuser)"),
+        ("unrestrict", "undo restrict (superuser)"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("role", help="role name as pg_roles spells it")
+        add_server_options(sub)
+        sub.set_defaults(handler=run_server_command, outcome=restrict_outcome)
+    check = commands.add_parser(
+        "check", help="what the policy does with SQL: offline, or on servers with --dsn"
+    )
+    check.add_argument("files", nargs="*", help="SQL files (default: standard input)")
+    add_server_options(check, required=False)
+    check.add_argument(
+        "--role", help="with --dsn: the role to judge for (default: any restricted role)"
+    )
+    check.add_argument("--allow-dml", action="store_true", help="offline: pysafe.block_dml = off")
+    check.add_argument("--allow-ddl", action="store_true", help="offline: pysafe.block_ddl = off")
+    check.add_argument(
+        "--allow-temp-objects",
+        action="store_true",
+        help="offline: pysafe.allow_temp_objects = on",
+    )
+    check.add_argument(
+        "--fail-on-refusal", action="store_true", help="offline: exit 1 if any would be refused"
+    )
+    check.set_defaults(handler=run_server_command, outcome=server_check_outcome)
     demo = commands.add_parser("demo", help="show pysafe on a throwaway local cluster")
     demo.set_defaults(handler=run_demo)
     return parser
@@ -156,4 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.handler(args))
+    try:
+        return int(args.handler(args))
+    except CliError as error:
+        print(f"pysafe: {error}", file=sys.stderr)
+        return 2

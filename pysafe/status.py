@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pysafe import LOGIN_EVENT_VERSION
+from pysafe import LOGIN_EVENT_VERSION, __version__
 from pysafe.policy.settings import PolicySettings
 
 
@@ -20,6 +20,11 @@ class StatusFacts:
     ddl_veto_trigger: bool  # pysafe_ddl_veto enabled
     session_preload: bool  # pysafe_session in session_preload_libraries
     roles_with_read_only_default: int
+    session_user: str = ""
+    restriction_path: str | None = None  # "alice > team > reporting"
+    extension_version: str | None = None
+    server_version: str = ""
+    log_refusals: bool = True
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,18 @@ def shim_rows(facts: StatusFacts) -> list[StatusRow]:
             "side-effecting functions refused",
             shim and settings.block_c_functions,
             "volatile C and untrusted-language functions, at fmgr" if shim else missing,
+        ),
+        StatusRow(
+            "volatile built-ins refused unless cleared",
+            shim and (settings.block_c_functions or settings.force_read_only),
+            "writers and unreviewed ones (pysafe.function_review())" if shim else missing,
+        ),
+        StatusRow(
+            "temporary tables for restricted sessions",
+            shim and settings.allow_temp_objects,
+            "allowed (pysafe.allow_temp_objects)"
+            if shim and settings.allow_temp_objects
+            else "refused (pysafe.allow_temp_objects is off, or no shim)",
         ),
         StatusRow(
             "utility veto on every utility statement",
@@ -107,13 +124,8 @@ def status_rows(facts: StatusFacts) -> list[StatusRow]:
     )
     return [
         StatusRow("mode", facts.shim_loaded, mode),
-        StatusRow(
-            "this session restricted",
-            facts.session_restricted,
-            "session user in pysafe.roles or a member of a listed role"
-            if facts.session_restricted
-            else "not restricted",
-        ),
+        StatusRow("this session restricted", facts.session_restricted, restriction_detail(facts)),
+        StatusRow("versions", True, versions_detail(facts)),
         StatusRow("configuration home", True, home),
         *shim_rows(facts),
         StatusRow(
@@ -122,4 +134,24 @@ def status_rows(facts: StatusFacts) -> list[StatusRow]:
             ddl_detail if facts.ddl_veto_trigger else "not live: pysafe_ddl_veto missing",
         ),
         login_row(facts),
+        StatusRow(
+            "refusals logged",
+            facts.log_refusals,
+            "one JSON line per refusal in the server log"
+            if facts.log_refusals
+            else "pysafe.log_refusals is off",
+        ),
     ]
+
+
+def restriction_detail(facts: StatusFacts) -> str:
+    """Why this session is (not) restricted, with the membership path."""
+    user = facts.session_user or "the session user"
+    if facts.session_restricted:
+        return f"session user {user}, listed through {facts.restriction_path or 'a listed role'}"
+    return f"session user {user} is not restricted"
+
+
+def versions_detail(facts: StatusFacts) -> str:
+    extension = facts.extension_version or "not installed in this database"
+    return f"pysafe {__version__} (extension {extension}); PostgreSQL {facts.server_version}"

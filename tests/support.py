@@ -148,6 +148,8 @@ class Server:
             "force_read_only": "on",
             "lock_session_authorization": "off",
             "allow_temp_objects": "off",
+            "log_refusals": "on",
+            "log_statement_length": "200",
         }
         with self.connect() as conn:
             for name in defaults:

@@ -20,7 +20,8 @@ def server_decision(text: str, tag: str, settings: PolicySettings = DEFAULT) -> 
 
 def test_unparsable_text_is_refused() -> None:
     reply = server_decision("LISTEN LISTEN LISTEN (", "LISTEN")
-    assert reply is not None and reply.startswith("cannot execute LISTEN in a read-only session")
+    assert reply is not None
+    assert reply.startswith("unparsable\ncannot execute LISTEN in a read-only session")
     assert "could not parse" in reply
 
 

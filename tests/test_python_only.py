@@ -8,6 +8,7 @@ and the configuration lives where a restricted role cannot change it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -101,6 +102,17 @@ def test_ddl_veto_asks_the_python_policy(cluster: LocalCluster) -> None:
         None,
         None,
     )
+
+
+def test_the_veto_logs_its_refusals(cluster: LocalCluster) -> None:
+    statement = "CREATE TABLE logged_probe (x int)"
+    assert refusal_of(cluster, "reporting", READ_WRITE, statement)[0] == "25006"
+    lines = [
+        line.split("pysafe refusal: ", 1)[1]
+        for line in cluster.log_path.read_text(errors="replace").splitlines()
+        if "pysafe refusal: " in line and "logged_probe" in line
+    ]
+    assert [json.loads(line)["rule"] for line in lines] == ["utility"]
 
 
 def test_restricted_sessions_start_read_only(cluster: LocalCluster) -> None:

@@ -1,4 +1,4 @@
-"""SafeSession's six settings and pysafe's own two: names, defaults, superuser-only, toggles."""
+"""SafeSession's six settings and pysafe's own: names, defaults, superuser-only, toggles."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ DEFAULTS = {
     # pysafe's own, off by default
     "pysafe.lock_session_authorization": "off",
     "pysafe.allow_temp_objects": "off",
+    "pysafe.log_refusals": "on",
+    "pysafe.log_statement_length": "200",
 }
 INSERT = "INSERT INTO accounts VALUES (90, 1)"
 

@@ -71,6 +71,10 @@ def install(
         report.steps.append(f"server-side Python code in {paths.python_dir}")
         refused = function_review.place_refused_builtins(paths, conn)
         report.steps.append(f"refused volatile built-ins for the shim in {refused}")
+        if cluster.ensure_restricted_group(conn):
+            report.steps.append(
+                f"role {cluster.RESTRICTED_GROUP} created (pysafe.restrict() grants it)"
+            )
         files.place_extension_files(paths)
         report.steps.append(f"extension files in {paths.extension_dir}")
         if shim:
@@ -132,5 +136,8 @@ def uninstall(
         progress(f"extension in database {dbname}")
         with cluster.connect_to(dsn, dbname) as db_conn:
             report.databases[dbname] = cluster.drop_extension(db_conn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if cluster.drop_restricted_group(conn):
+            report.steps.append(f"role {cluster.RESTRICTED_GROUP} dropped")
     report.steps.extend(f"removed {path}" for path in files.remove_files(paths))
     return report

@@ -73,6 +73,36 @@ def seed_roles_setting(conn: psycopg.Connection) -> None:
     conn.execute(sql.SQL("ALTER SYSTEM SET pysafe.roles = {}").format(sql.Literal(value)))
 
 
+# The role pysafe.restrict() grants; installer/pysafe.c has the same name.
+RESTRICTED_GROUP = "pysafe_restricted"
+
+
+def ensure_restricted_group(conn: psycopg.Connection) -> bool:
+    """Create the role the shim always counts as listed; True if it was missing."""
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [RESTRICTED_GROUP]).fetchone():
+        return False
+    group = sql.Identifier(RESTRICTED_GROUP)
+    conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(group))
+    conn.execute(
+        sql.SQL("COMMENT ON ROLE {} IS {}").format(
+            group,
+            sql.Literal(
+                "pysafe: members are restricted like roles in pysafe.roles; "
+                "use pysafe.restrict() / pysafe.unrestrict()"
+            ),
+        )
+    )
+    return True
+
+
+def drop_restricted_group(conn: psycopg.Connection) -> bool:
+    """Drop it (its memberships go with it); True if it existed."""
+    if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [RESTRICTED_GROUP]).fetchone():
+        return False
+    conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(RESTRICTED_GROUP)))
+    return True
+
+
 def reset_pysafe_settings(conn: psycopg.Connection) -> list[str]:
     """ALTER SYSTEM RESET every pysafe.* setting; returns their names."""
     names = [

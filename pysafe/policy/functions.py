@@ -417,3 +417,8 @@ REVIEWED_FUNCTIONS: tuple[FunctionReview, ...] = WRITING_FUNCTIONS + CLEARED_FUN
 def cleared_signatures() -> list[str]:
     """The volatile built-ins the shim allows; the installer lists every other one."""
     return [review.signature for review in CLEARED_FUNCTIONS]
+
+
+def writing_function_names() -> frozenset[str]:
+    """Names of the writers, for checks that see calls but not argument types."""
+    return frozenset(review.signature.partition("(")[0] for review in WRITING_FUNCTIONS)

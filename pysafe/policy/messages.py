@@ -21,3 +21,4 @@ UNTRUSTED_DO = "cannot execute a DO block in an untrusted language in a read-onl
 CREATE_TABLE_AS = "cannot execute CREATE TABLE AS in a read-only session"
 UNPARSABLE = "cannot execute {command} in a read-only session: pysafe could not verify it"
 SESSION_AUTHORIZATION = "cannot change session authorization in a read-only session"
+FUNCTIONS = "cannot execute functions that may have side effects in a read-only session"

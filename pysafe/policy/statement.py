@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 from pglast import ast, parse_sql
 from pglast.parser import ParseError
+from pglast.visitors import Visitor
 
 from pysafe.policy import messages
 from pysafe.policy.facts import CatalogFacts, OfflineFacts
+from pysafe.policy.functions import writing_function_names
 from pysafe.policy.settings import PolicySettings
 from pysafe.policy.utility import (
     DML_STATEMENTS,
@@ -19,6 +21,29 @@ from pysafe.policy.utility import (
     select_writes,
 )
 from pysafe.policy.verdict import Verdict
+
+WRITING_NAMES = writing_function_names()
+
+
+class BuiltinCallFinder(Visitor):
+    """Calls, by name, of the built-in writers (pysafe/policy/functions.py)."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def visit_FuncCall(self, ancestors: object, node: ast.FuncCall) -> None:
+        parts = [part.sval for part in node.funcname or () if isinstance(part, ast.String)]
+        schema_ok = len(parts) == 1 or (len(parts) == 2 and parts[0] == "pg_catalog")
+        if parts and schema_ok and parts[-1] in WRITING_NAMES:
+            self.found.append(parts[-1])
+
+
+def writing_calls(stmt: ast.Node) -> list[str]:
+    """Built-in writers a statement calls by name; what the shim refuses at run time."""
+    finder = BuiltinCallFinder()
+    finder(stmt)
+    return finder.found
+
 
 DML_COMMANDS: dict[type[ast.Node], str] = {
     ast.InsertStmt: "INSERT",
@@ -38,6 +63,10 @@ class StatementVerdict:
 
 def decide_query_node(stmt: ast.Node, settings: PolicySettings, facts: CatalogFacts) -> Verdict:
     """SELECT and DML: the rules the shim applies at ExecutorStart, for offline checks."""
+    calls = writing_calls(stmt)
+    if calls and (settings.block_c_functions or settings.force_read_only):
+        detail = f"{calls[0]}() writes; see pysafe.function_review()."
+        return Verdict.refuse("builtin_functions", messages.FUNCTIONS, detail)
     if isinstance(stmt, DML_STATEMENTS):
         if settings.allow_temp_objects and relation_is_temporary(stmt.relation, facts):
             return Verdict.allow("temporary_objects")

@@ -40,8 +40,10 @@ class Verdict:
 
     def as_server_reply(self) -> str | None:
         """The shim's protocol: NULL to allow, TEMPORARY_WRITE_REPLY to allow with
-        read-only lifted for the statement, else "message" or "message\\ndetail"."""
+        read-only lifted for the statement, else "rule\\nmessage[\\ndetail]"
+        (the rule names the refusal in the server log)."""
         if self.allowed:
             return TEMPORARY_WRITE_REPLY if self.writes_temporary else None
         assert self.message is not None
-        return self.message if self.detail is None else f"{self.message}\n{self.detail}"
+        reply = f"{self.rule}\n{self.message}"
+        return reply if self.detail is None else f"{reply}\n{self.detail}"

@@ -1,16 +1,20 @@
-"""The code behind pysafe.decide_utility(text, text, integer), run by PL/Python.
+"""The code behind pysafe's PL/Python functions, run inside the server.
 
-The shim calls that function for every utility statement of a restricted
-session that its fast path does not pass.  Any exception here reaches the
-shim as an error, and the shim refuses the statement (fail closed).
+pysafe.decide_utility(text, text, integer): the shim calls it for every
+utility statement of a restricted session that its fast path does not pass.
+Any exception here reaches the shim as an error, and the shim refuses the
+statement (fail closed).  pysafe.status(), pysafe.check() and
+pysafe.function_review() are for DBAs and run the same policy code.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from pglast.parser import ParseError
+
 from pysafe.policy.settings import PolicySettings
-from pysafe.policy.statement import decide_statement
+from pysafe.policy.statement import decide_statement, decide_text
 
 
 class ServerCatalogFacts:
@@ -57,7 +61,13 @@ SELECT current_setting('server_version_num')::int AS version,
        pysafe.session_library_listed() AS session_preload,
        (SELECT count(*) FROM pg_catalog.pg_db_role_setting
          WHERE setdatabase = 0
-           AND 'default_transaction_read_only=on' = ANY (setconfig))::int AS role_defaults
+           AND 'default_transaction_read_only=on' = ANY (setconfig))::int AS role_defaults,
+       session_user::text AS session_user,
+       pysafe.restriction_path(
+         (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user)) AS path,
+       (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pysafe') AS extension,
+       current_setting('server_version') AS server_version,
+       pysafe.setting('pysafe.log_refusals', 'on') AS log_refusals
 """
 
 
@@ -75,6 +85,11 @@ def status(plpy: Any) -> list[tuple[str, bool, str]]:
         ddl_veto_trigger=row["ddl_veto"],
         session_preload=row["session_preload"],
         roles_with_read_only_default=row["role_defaults"],
+        session_user=row["session_user"],
+        restriction_path=row["path"],
+        extension_version=row["extension"],
+        server_version=row["server_version"],
+        log_refusals=row["log_refusals"] not in ("off", "false", "0"),
     )
     return [(r.protection, r.live, r.detail) for r in status_rows(facts)]
 
@@ -91,3 +106,36 @@ def function_review(plpy: Any) -> list[tuple[str, str, str]]:
             if fn is not None:
                 rows.append((fn, verdict, review.effect))
     return rows
+
+
+CHECK_ROLE_QUERY = """
+SELECT pysafe.restriction_path(pysafe.existing_role($1)) AS path,
+       pysafe.shim_settings_flags() AS flags
+"""
+
+
+def check(sql: str, role: str, plpy: Any) -> list[tuple[str, str, str, str | None, str | None]]:
+    """Rows of pysafe.check(): what the policy does with each statement for ``role``."""
+    row = plpy.execute(plpy.prepare(CHECK_ROLE_QUERY, ["name"]), [role])[0]
+    try:
+        settings = PolicySettings.from_flags(row["flags"])
+        results = decide_text(sql, settings, ServerCatalogFacts(plpy))
+    except ParseError as error:
+        plpy.error(
+            f"pysafe.check: the SQL does not parse: {error}",
+            hint="Pass complete SQL statements; the server's own parser reports the same error.",
+            sqlstate="42601",
+        )
+    if row["path"] is None:
+        why = f"role {role} is not restricted"
+        return [(r.text, "allowed", "unrestricted", why, None) for r in results]
+    return [
+        (
+            r.text,
+            "allowed" if r.verdict.allowed else "refused",
+            r.verdict.rule,
+            r.verdict.message,
+            r.verdict.detail if r.verdict.detail else f"restricted through {row['path']}",
+        )
+        for r in results
+    ]

@@ -1,0 +1,121 @@
+"""One command, many servers: per-server results, errors that name the fix, one exit code."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import errors
+from psycopg.conninfo import conninfo_to_dict
+
+from pysafe.install.errors import InstallError
+
+
+class CliError(Exception):
+    """Bad input to the command line itself; the message says what to do."""
+
+
+@dataclass
+class Outcome:
+    """What a command did on one server: data for --json, lines for people."""
+
+    data: Any
+    lines: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ServerResult:
+    server: str
+    ok: bool
+    outcome: Outcome | None = None
+    error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        if self.ok and self.outcome is not None:
+            return {"server": self.server, "ok": True, "result": self.outcome.data}
+        return {"server": self.server, "ok": False, "error": self.error}
+
+
+def read_dsns(dsns: Sequence[str] | None, dsn_file: Path | None) -> list[str]:
+    """--dsn values, then one DSN per line of --dsn-file (lines starting with # are comments)."""
+    found = list(dsns or ())
+    if dsn_file is not None:
+        try:
+            text = dsn_file.read_text()
+        except OSError as error:
+            raise CliError(f"cannot read --dsn-file {dsn_file}: {error.strerror}") from error
+        for line in text.splitlines():
+            dsn = line.strip()
+            if dsn and not dsn.startswith("#"):
+                found.append(dsn)
+    if not found:
+        raise CliError("no server given: pass --dsn 'host=... user=...' or --dsn-file FILE")
+    return found
+
+
+def server_label(dsn: str) -> str:
+    """host:port/database of a DSN, for reports (never the password)."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as error:
+        raise CliError(f"not a libpq connection string: {dsn!r} ({error})") from error
+    host = parts.get("host") or "local socket"
+    port = parts.get("port") or "5432"
+    return f"{host}:{port}/{parts.get('dbname') or parts.get('user') or 'postgres'}"
+
+
+def explain(error: Exception) -> str:
+    """An error as one message that names the fix."""
+    if isinstance(error, psycopg.OperationalError) and error.sqlstate is None:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else "no answer"
+        return (
+            f"cannot connect: {first}; check the DSN, that the server is running, and that "
+            "pg_hba.conf lets this client in"
+        )
+    if isinstance(error, (errors.UndefinedFunction, errors.InvalidSchemaName)):
+        return (
+            "pysafe is not installed in this database "
+            f"({error.diag.message_primary}); run python -m pysafe install"
+        )
+    if isinstance(error, psycopg.Error):
+        message = error.diag.message_primary or str(error).strip()
+        hint = error.diag.message_hint
+        return f"{message} (hint: {hint})" if hint else message
+    return str(error)
+
+
+def run_fleet(
+    dsns: list[str],
+    action: Callable[[str], Outcome],
+    as_json: bool,
+    command: str,
+) -> int:
+    """Run ``action`` on every server; report each; non-zero if any failed."""
+    results = []
+    for number, dsn in enumerate(dsns, start=1):
+        label = server_label(dsn)
+        if len(dsns) > 1 and not as_json:
+            print(f"[{number}/{len(dsns)}] {label}", file=sys.stderr)
+        try:
+            outcome = action(dsn)
+        except (InstallError, psycopg.Error, CliError) as error:
+            results.append(ServerResult(label, False, error=explain(error)))
+            if not as_json:
+                print(f"{command} failed on {label}: {explain(error)}", file=sys.stderr)
+            continue
+        results.append(ServerResult(label, True, outcome))
+        if not as_json:
+            print(f"{command} on {label}:")
+            for line in outcome.lines:
+                print(f"  {line}")
+    failed = [r for r in results if not r.ok]
+    if as_json:
+        print(json.dumps({"ok": not failed, "servers": [r.as_json() for r in results]}, indent=2))
+    elif len(dsns) > 1:
+        print(f"{len(dsns) - len(failed)} of {len(dsns)} servers succeeded", file=sys.stderr)
+    return 1 if failed else 0

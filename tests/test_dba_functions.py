@@ -1,0 +1,184 @@
+"""The DBA surface in SQL: pysafe.restrict/unrestrict, check, sessions, status."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support import READ_ONLY_SQLSTATE, Server, attempt_on
+
+INSERT = "INSERT INTO accounts VALUES (97, 1)"
+
+
+@pytest.fixture
+def newcomer(server: Server) -> Iterator[str]:
+    """A login role that no setting restricts, with write privileges."""
+    server.admin("CREATE ROLE newcomer LOGIN IN ROLE can_write")
+    yield "newcomer"
+    server.admin("DROP ROLE newcomer")
+
+
+def sqlstate_of(server: Server, user: str, statement: str) -> str | None:
+    refusal = server.attempt(user, statement)
+    return None if refusal is None else refusal.sqlstate
+
+
+def test_restrict_and_unrestrict_take_effect_for_open_sessions(
+    server: Server, newcomer: str
+) -> None:
+    with server.connect(newcomer) as open_session:
+        conn_before = attempt_on(open_session, "BEGIN", INSERT, "ROLLBACK")
+        assert conn_before is None
+        [(message,)] = server.admin(f"SELECT pysafe.restrict('{newcomer}')")
+        assert "newcomer > pysafe_restricted" in str(message)
+        # The open session obeys at its next statement, in this database ...
+        refusal = attempt_on(open_session, INSERT)
+        assert refusal is not None and refusal.sqlstate == READ_ONLY_SQLSTATE
+        attempt_on(open_session, "ROLLBACK")
+        # ... and a new one in any other database too.
+        elsewhere = server.attempt(newcomer, "CREATE TEMP TABLE probe (x int)", dbname="template1")
+        assert elsewhere is not None and elsewhere.sqlstate == READ_ONLY_SQLSTATE, elsewhere
+        [(message,)] = server.admin(f"SELECT pysafe.unrestrict('{newcomer}')")
+        assert "no longer restricted" in str(message)
+        assert attempt_on(open_session, "BEGIN", INSERT, "ROLLBACK") is None
+
+
+def test_restrict_twice_is_harmless(server: Server, newcomer: str) -> None:
+    server.admin(f"SELECT pysafe.restrict('{newcomer}')")
+    server.admin(f"SELECT pysafe.restrict('{newcomer}')")
+    server.admin(f"SELECT pysafe.unrestrict('{newcomer}')")
+    [(message,)] = server.admin(f"SELECT pysafe.unrestrict('{newcomer}')")
+    assert message == "newcomer was not restricted"
+
+
+def test_unrestrict_refuses_a_role_listed_in_pysafe_roles(server: Server) -> None:
+    with server.connect() as conn:
+        refusal = attempt_on(conn, "SELECT pysafe.unrestrict('analyst')")
+    assert refusal is not None and refusal.sqlstate == "55006", refusal
+    assert refusal.message is not None and "analyst > team_mid > reporting" in refusal.message
+    server.assert_refused("analyst", INSERT)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "SELECT pysafe.restrict('writer')",
+        "SELECT pysafe.unrestrict('reporting')",
+        "SELECT * FROM pysafe.audit()",
+    ],
+)
+@pytest.mark.parametrize("user", ["writer", "reporting"])
+def test_admin_functions_refuse_non_superusers(server: Server, user: str, call: str) -> None:
+    refusal = server.attempt(user, call)
+    assert refusal is not None and refusal.sqlstate == "42501", refusal
+    assert refusal.message is not None and "is for superusers" in refusal.message
+    assert server.attempt("writer", "BEGIN", INSERT, "ROLLBACK") is None
+
+
+@pytest.mark.parametrize(
+    ("call", "sqlstate", "words"),
+    [
+        ("SELECT pysafe.restrict('no_such_role')", "42704", 'role "no_such_role" does not exist'),
+        ("SELECT pysafe.unrestrict('no_such_role')", "42704", "does not exist"),
+        ("SELECT pysafe.restrict('boss')", "22023", "never restricts superusers"),
+        ("SELECT * FROM pysafe.check('SELECT 1', 'no_such_role')", "42704", "does not exist"),
+        ("SELECT * FROM pysafe.check('SELEC 1')", "42601", "does not parse"),
+    ],
+)
+def test_bad_input_is_named(server: Server, call: str, sqlstate: str, words: str) -> None:
+    with server.connect() as conn:
+        refusal = attempt_on(conn, call)
+    assert refusal is not None and refusal.sqlstate == sqlstate, refusal
+    assert refusal.message is not None and words in refusal.message, refusal
+
+
+def test_check_runs_the_policy_for_a_role(server: Server) -> None:
+    sql = (
+        "SELECT 1; INSERT INTO accounts VALUES (1, 1); CREATE TABLE t (x int); SELECT lo_create(0)"
+    )
+    with server.connect("reporting") as conn:
+        rows = conn.execute("SELECT verdict, rule FROM pysafe.check(%s)", [sql]).fetchall()
+    assert rows == [
+        ("allowed", "select"),
+        ("refused", "dml"),
+        ("refused", "utility"),
+        ("refused", "builtin_functions"),
+    ]
+    # Asked about an unrestricted role, everything is allowed, and says why.
+    with server.connect() as conn:
+        rows = conn.execute(
+            "SELECT verdict, rule, message FROM pysafe.check(%s, 'writer')", [sql]
+        ).fetchall()
+    assert {row[:2] for row in rows} == {("allowed", "unrestricted")}
+    assert rows[0][2] == "role writer is not restricted"
+
+
+def test_sessions_lists_backends_and_their_restriction(server: Server) -> None:
+    with server.connect("analyst") as analyst, server.connect("writer") as writer:
+        pids = {
+            "analyst": analyst.info.backend_pid,
+            "writer": writer.info.backend_pid,
+        }
+        rows = server.admin(
+            "SELECT pid, role, restricted, restricted_through FROM pysafe.sessions()"
+        )
+    by_pid = {row[0]: row[1:] for row in rows}
+    assert by_pid[pids["analyst"]] == ("analyst", True, "analyst > team_mid > reporting")
+    assert by_pid[pids["writer"]] == ("writer", False, None)
+
+
+def test_status_says_why_and_which_versions(server: Server) -> None:
+    with server.connect("analyst") as conn:
+        rows = {p: (live, d) for p, live, d in conn.execute("SELECT * FROM pysafe.status()")}
+    assert rows["this session restricted"] == (
+        True,
+        "session user analyst, listed through analyst > team_mid > reporting",
+    )
+    _, versions = rows["versions"]
+    assert "pysafe 0.1.0 (extension 0.1.0)" in versions and "PostgreSQL" in versions
+    assert rows["refusals logged"][0] is True
+    assert rows["volatile built-ins refused unless cleared"][0] is True
+    with server.connect("writer") as conn:
+        rows = {p: (live, d) for p, live, d in conn.execute("SELECT * FROM pysafe.status()")}
+    assert rows["this session restricted"] == (False, "session user writer is not restricted")
+
+
+AUDIT_FIXTURE = """
+CREATE ROLE audit_probe LOGIN IN ROLE reporting, pg_execute_server_program;
+CREATE TABLE audit_rls (id int, owner name);
+ALTER TABLE audit_rls ENABLE ROW LEVEL SECURITY;
+CREATE VIEW audit_leaky AS SELECT * FROM audit_rls;
+GRANT SELECT ON audit_leaky TO can_write;
+"""
+
+
+@pytest.fixture
+def audit_findings(server: Server) -> Iterator[Server]:
+    server.admin(AUDIT_FIXTURE)
+    yield server
+    server.admin("DROP VIEW audit_leaky; DROP TABLE audit_rls; DROP ROLE audit_probe")
+
+
+def findings_of(server: Server) -> set[tuple[str, str]]:
+    return {(str(r[0]), str(r[2])) for r in server.admin("SELECT * FROM pysafe.audit()")}
+
+
+def test_audit_finds_the_escape_hatches(audit_findings: Server) -> None:
+    found = findings_of(audit_findings)
+    assert ("high", "role reporting_with_power") in found  # member of a SUPERUSER role
+    assert ("high", "role audit_probe") in found  # pg_execute_server_program
+    assert ("medium", "function public.c_volatile_definer()") in found  # SECURITY DEFINER
+    assert ("medium", "function public.py_volatile()") in found  # untrusted, volatile
+    assert ("low", "function public.py_stable()") in found  # untrusted, not volatile
+    assert ("low", "view public.audit_leaky") in found
+    # Unrestricted roles are not audited, and every finding names a fix.
+    rows = audit_findings.admin("SELECT object, fix FROM pysafe.audit()")
+    assert all(str(fix) for _, fix in rows)
+    assert not any("writer" in str(obj) for obj, _ in rows)
+    # Applying the fix removes the finding.
+    audit_findings.admin("ALTER VIEW audit_leaky SET (security_barrier = true)")
+    audit_findings.admin("REVOKE pg_execute_server_program FROM audit_probe")
+    found = findings_of(audit_findings)
+    assert ("low", "view public.audit_leaky") not in found
+    assert ("high", "role audit_probe") not in found
