@@ -67,6 +67,7 @@ def status_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
 def audit_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
     """pysafe.audit(), plus the databases of the server without pysafe objects."""
     rows = query(dsn, "SELECT severity, finding, object, fix FROM pysafe.audit()")
+    rows = [row for row in rows if row[2] != "cluster"]  # the note about other databases
     with psycopg.connect(dsn, autocommit=True) as conn:
         databases = target_databases(conn)
     for dbname in databases:

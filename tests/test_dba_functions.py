@@ -126,6 +126,12 @@ def test_sessions_lists_backends_and_their_restriction(server: Server) -> None:
     by_pid = {row[0]: row[1:] for row in rows}
     assert by_pid[pids["analyst"]] == ("analyst", True, "analyst > team_mid > reporting")
     assert by_pid[pids["writer"]] == ("writer", False, None)
+    # A restricted role may ask too, and sees its own session.
+    with server.connect("reporting") as conn:
+        mine = conn.execute(
+            "SELECT restricted FROM pysafe.sessions() WHERE pid = pg_backend_pid()"
+        ).fetchall()
+    assert mine == [(True,)]
 
 
 def test_status_says_why_and_which_versions(server: Server) -> None:
@@ -172,6 +178,7 @@ def test_audit_finds_the_escape_hatches(audit_findings: Server) -> None:
     assert ("medium", "function public.py_volatile()") in found  # untrusted, volatile
     assert ("low", "function public.py_stable()") in found  # untrusted, not volatile
     assert ("low", "view public.audit_leaky") in found
+    assert ("info", "cluster") in found  # other databases: the command line checks them
     # Unrestricted roles are not audited, and every finding names a fix.
     rows = audit_findings.admin("SELECT object, fix FROM pysafe.audit()")
     assert all(str(fix) for _, fix in rows)

@@ -60,6 +60,20 @@ def test_refusals_change_nothing(cluster: LocalCluster, tmp_path: Path) -> None:
     assert "--pg-config" in result.stderr
     result = run_cli("install", "--dsn", "host=127.0.0.1 port=1 user=postgres connect_timeout=2")
     assert result.returncode != 0
+    assert "cannot connect" in result.stderr
+    # A server without PL/Python: its control file hidden, as if the package were missing.
+    sharedir = subprocess.run(
+        [str(cluster.pg_config), "--sharedir"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    control = Path(sharedir) / "extension" / "plpython3u.control"
+    hidden = control.with_name("plpython3u.control.hidden-by-test")
+    control.rename(hidden)
+    try:
+        result = run_cli("install", "--dsn", cluster.dsn(), *pg_config(cluster))
+    finally:
+        hidden.rename(control)
+    assert result.returncode != 0
+    assert f"postgresql-plpython3-{cluster.major}" in result.stderr
     assert file_setting(cluster, "shared_preload_libraries") == "pg_stat_statements"
     assert not extension_in(cluster, "postgres")
 
