@@ -1009,12 +1009,12 @@ pysafe_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 					  ParamListInfo params, QueryEnvironment *queryEnv,
 					  DestReceiver *dest, QueryCompletion *qc)
 {
+	bool		temporary_write = false;
+
 	/*
 	 * Outside a valid transaction (COMMIT/ROLLBACK of a failed one) only
 	 * transaction control can run; nothing can be checked or written.
 	 */
-	bool		temporary_write = false;
-
 	if (temporary_write_running != T_Invalid && context == PROCESS_UTILITY_SUBCOMMAND)
 		temporary_write = true; /* part of the statement the policy allowed */
 	else if (IsTransactionState() && checks_apply())

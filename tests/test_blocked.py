@@ -75,6 +75,12 @@ BLOCKED: list[tuple[str, tuple[str, ...], str]] = [
         "cannot execute EXPLAIN ANALYZE of a writing statement in a read-only session",
     ),
     ("copy_from", ("COPY accounts FROM STDIN",), "cannot execute COPY FROM in a read-only session"),
+    (
+        # COPY ... TO STDOUT takes the C fast path; its query meets the executor check.
+        "copy_of_dml_returning",
+        ("COPY (INSERT INTO accounts VALUES (54, 1) RETURNING *) TO STDOUT",),
+        "cannot execute INSERT in a read-only session",
+    ),
     ("truncate", ("TRUNCATE accounts",), UTILITY),
     # DDL: everything outside the allow-list
     ("create_table", ("CREATE TABLE t_new (x int)",), UTILITY),

@@ -156,6 +156,9 @@ CREATE TABLE audit_rls (id int, owner name);
 ALTER TABLE audit_rls ENABLE ROW LEVEL SECURITY;
 CREATE VIEW audit_leaky AS SELECT * FROM audit_rls;
 GRANT SELECT ON audit_leaky TO can_write;
+CREATE ROLE audit_reader NOLOGIN;
+CREATE FUNCTION audit_harmless() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';
+ALTER FUNCTION audit_harmless() OWNER TO audit_reader;
 """
 
 
@@ -163,7 +166,10 @@ GRANT SELECT ON audit_leaky TO can_write;
 def audit_findings(server: Server) -> Iterator[Server]:
     server.admin(AUDIT_FIXTURE)
     yield server
-    server.admin("DROP VIEW audit_leaky; DROP TABLE audit_rls; DROP ROLE audit_probe")
+    server.admin(
+        "DROP VIEW audit_leaky; DROP TABLE audit_rls; DROP ROLE audit_probe;"
+        "DROP FUNCTION audit_harmless(); DROP ROLE audit_reader"
+    )
 
 
 def findings_of(server: Server) -> set[tuple[str, str]]:
@@ -179,6 +185,8 @@ def test_audit_finds_the_escape_hatches(audit_findings: Server) -> None:
     assert ("low", "function public.py_stable()") in found  # untrusted, not volatile
     assert ("low", "view public.audit_leaky") in found
     assert ("info", "cluster") in found  # other databases: the command line checks them
+    # A SECURITY DEFINER function whose owner cannot write is no escape hatch.
+    assert not any("audit_harmless" in obj for _, obj in found)
     # Unrestricted roles are not audited, and every finding names a fix.
     rows = audit_findings.admin("SELECT object, fix FROM pysafe.audit()")
     assert all(str(fix) for _, fix in rows)
