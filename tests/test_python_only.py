@@ -124,6 +124,24 @@ def test_restricted_sessions_start_read_only(cluster: LocalCluster) -> None:
         assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("off",)
 
 
+def test_restrict_and_unrestrict_in_python_only_mode(cluster: LocalCluster) -> None:
+    with cluster.connect() as conn:
+        conn.execute("CREATE ROLE latecomer LOGIN IN ROLE can_write")
+        conn.execute("SELECT pysafe.restrict('latecomer')")
+    try:
+        with cluster.connect("latecomer") as conn:
+            assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+            refusal = attempt_on(conn, READ_WRITE, "CREATE TABLE mine (x int)")
+        assert refusal is not None and refusal.sqlstate == "25006"
+        with cluster.connect() as conn:
+            conn.execute("SELECT pysafe.unrestrict('latecomer')")
+        with cluster.connect("latecomer") as conn:
+            assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("off",)
+    finally:
+        with cluster.connect() as conn:
+            conn.execute("DROP ROLE latecomer")
+
+
 def test_configuration_cannot_be_changed_by_the_restricted_role(cluster: LocalCluster) -> None:
     """pysafe.* are placeholders here; the policy reads the config files instead."""
     with cluster.connect("reporting") as conn:
