@@ -197,3 +197,17 @@ def test_audit_finds_the_escape_hatches(audit_findings: Server) -> None:
     found = findings_of(audit_findings)
     assert ("low", "view public.audit_leaky") not in found
     assert ("high", "role audit_probe") not in found
+
+
+def test_audit_flags_createrole_where_it_can_undo_restrict(server: Server, newcomer: str) -> None:
+    server.admin("CREATE ROLE role_admin LOGIN CREATEROLE")
+    server.admin(f"SELECT pysafe.restrict('{newcomer}')")
+    try:
+        flagged = ("medium", "role role_admin") in findings_of(server)
+        # Before 16, CREATEROLE may revoke the membership; the finding is real.
+        with server.connect("role_admin") as conn:
+            undone = attempt_on(conn, f"REVOKE pysafe_restricted FROM {newcomer}") is None
+        assert flagged == undone == (server.cluster.major < 16)
+    finally:
+        server.admin(f"SELECT pysafe.unrestrict('{newcomer}')")
+        server.admin("DROP ROLE role_admin")
