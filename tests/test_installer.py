@@ -99,6 +99,8 @@ def test_install_restart_and_idempotent_rerun(cluster: LocalCluster) -> None:
         assert f"database {dbname}" in first.stdout
         assert extension_in(cluster, dbname)
     assert "created" in first.stdout
+    assert "role pysafe_restricted created" in first.stdout
+    assert "refused volatile built-ins for the shim" in first.stdout
     assert file_setting(cluster, "shared_preload_libraries") == "pg_stat_statements, pysafe"
 
     cluster.restart()
@@ -142,6 +144,7 @@ def test_uninstall_leaves_an_unrestricted_cluster(cluster: LocalCluster) -> None
         assert file_setting(cluster, "shared_preload_libraries") == "pg_stat_statements"
         assert file_setting(cluster, "pysafe.roles") is None
         assert not paths.python_dir.exists()
+        assert not paths.python_dir.parent.joinpath("refused_builtins").exists()
         assert not paths.shim_library.exists()
         assert not (paths.extension_dir / "pysafe.control").exists()
         cluster.restart()
@@ -150,6 +153,9 @@ def test_uninstall_leaves_an_unrestricted_cluster(cluster: LocalCluster) -> None
         with cluster.connect() as conn:
             assert conn.execute(
                 "SELECT count(*) FROM pg_settings WHERE name LIKE 'pysafe.%'"
+            ).fetchone() == (0,)
+            assert conn.execute(
+                "SELECT count(*) FROM pg_roles WHERE rolname = 'pysafe_restricted'"
             ).fetchone() == (0,)
     finally:
         # Other test modules share the server's folders: put the files back.
