@@ -34,7 +34,7 @@ def run() -> int:
         print("pysafe.roles = 'reporting'; connecting as reporting:")
         with cluster.connect(user="reporting") as conn:
             for statement in (
-                "SELECT pysafe.session_is_restricted()",
+                "SELECT detail FROM pysafe.status() WHERE protection = 'this session restricted'",
                 "SELECT count(*), sum(amount) FROM sales",
                 "INSERT INTO sales VALUES (3, 1)",
                 "CREATE TABLE scratch (x int)",
@@ -44,6 +44,13 @@ def run() -> int:
         with cluster.connect() as admin:
             row = admin.execute("SELECT count(*) FROM sales").fetchone()
         print(f"rows in sales afterwards: {row[0] if row else '?'} (nothing was written)")
+        logged = [
+            line.split("pysafe refusal: ", 1)[1]
+            for line in cluster.log_path.read_text(errors="replace").splitlines()
+            if "pysafe refusal: " in line
+        ]
+        print(f"the server log has {len(logged)} refusal lines (pysafe.log_refusals), e.g.:")
+        print(f"  {logged[0] if logged else '(none)'}")
     finally:
         cluster.stop()
     return 0
