@@ -411,12 +411,18 @@ plan_writes_only_temporary_tables(PlannedStmt *stmt)
 	return true;
 }
 
+/* The plan's command tag, for refusals (not computed for plans that pass). */
+static const char *
+plan_command(PlannedStmt *stmt)
+{
+	return GetCommandTagName(CreateCommandTag((Node *) stmt));
+}
+
 /* Refuse plans that write: DML, data-modifying WITH, row locks, SELECT INTO. */
 static void
 check_plan_is_read_only(QueryDesc *queryDesc)
 {
 	PlannedStmt *stmt = queryDesc->plannedstmt;
-	const char *tag = GetCommandTagName(CreateCommandTag((Node *) stmt));
 	char		message[128];
 
 	/*
@@ -436,15 +442,15 @@ check_plan_is_read_only(QueryDesc *queryDesc)
 		if (queryDesc->operation != CMD_SELECT)
 		{
 			snprintf(message, sizeof(message),
-					 "cannot execute %s in a read-only session", tag);
-			refuse(tag, "dml", message, NULL);
+					 "cannot execute %s in a read-only session", plan_command(stmt));
+			refuse(plan_command(stmt), "dml", message, NULL);
 		}
 		if (stmt->hasModifyingCTE)
-			refuse(tag, "modifying_cte",
+			refuse(plan_command(stmt), "modifying_cte",
 				   "cannot execute a data-modifying WITH clause in a read-only session", NULL);
 	}
 	if (plan_locks_rows(stmt))
-		refuse(tag, "row_locks",
+		refuse(plan_command(stmt), "row_locks",
 			   "cannot execute SELECT FOR UPDATE/SHARE in a read-only session", NULL);
 }
 
