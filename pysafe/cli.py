@@ -66,9 +66,9 @@ def status_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
 
 def audit_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
     """pysafe.audit(), plus the databases of the server without pysafe objects."""
-    rows = query(dsn, "SELECT severity, finding, object, fix FROM pysafe.audit()")
-    rows = [row for row in rows if row[2] != "cluster"]  # the note about other databases
     with psycopg.connect(dsn, autocommit=True) as conn:
+        found = conn.execute("SELECT severity, finding, object, fix FROM pysafe.audit()")
+        rows = [row for row in found if row[2] != "cluster"]  # the note about other databases
         databases = target_databases(conn)
     for dbname in databases:
         with connect_to(dsn, dbname) as db:
@@ -122,14 +122,14 @@ def check_rows_lines(rows: list[dict[str, Any]]) -> list[str]:
 def server_check_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
     """pysafe.check() on the server: the policy with that server's settings and catalog."""
     rows = []
-    for source, text in read_sql(args.files):
-        found = query(
-            dsn,
-            "SELECT statement, verdict, rule, message, detail FROM pysafe.check(%s, %s)",
-            [text, args.role or "pysafe_restricted"],
-        )
-        keys = ("statement", "verdict", "rule", "message", "detail")
-        rows += [{"source": source, **dict(zip(keys, r, strict=True))} for r in found]
+    keys = ("statement", "verdict", "rule", "message", "detail")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for source, text in args.sql:
+            found = conn.execute(
+                "SELECT statement, verdict, rule, message, detail FROM pysafe.check(%s, %s)",
+                [text, args.role or "pysafe_restricted"],
+            )
+            rows += [{"source": source, **dict(zip(keys, r, strict=True))} for r in found]
     return Outcome(rows, check_rows_lines(rows))
 
 
@@ -141,7 +141,7 @@ def run_offline_check(args: argparse.Namespace) -> int:
         allow_temp_objects=args.allow_temp_objects,
     )
     rows = []
-    for source, text in read_sql(args.files):
+    for source, text in args.sql:
         try:
             results = decide_text(text, settings)
         except ParseError as error:
@@ -167,8 +167,11 @@ def run_offline_check(args: argparse.Namespace) -> int:
 
 
 def run_server_command(args: argparse.Namespace) -> int:
-    if args.command == "check" and not (args.dsn or args.dsn_file):
-        return run_offline_check(args)
+    if args.command == "check":
+        # Read once: standard input would be empty for every server after the first.
+        args.sql = read_sql(args.files)
+        if not (args.dsn or args.dsn_file):
+            return run_offline_check(args)
     dsns = read_dsns(args.dsn, args.dsn_file)
     return run_fleet(dsns, lambda dsn: args.outcome(args, dsn), args.json, args.command)
 

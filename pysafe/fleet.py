@@ -106,7 +106,7 @@ def run_fleet(
         except (InstallError, psycopg.Error, CliError) as error:
             results.append(ServerResult(label, False, error=explain(error)))
             if not as_json:
-                print(f"{command} failed on {label}: {explain(error)}", file=sys.stderr)
+                print(f"{command} failed on {label}: {results[-1].error}", file=sys.stderr)
             continue
         results.append(ServerResult(label, True, outcome))
         if not as_json:

@@ -111,6 +111,17 @@ def test_check_on_a_server(server: Server, tmp_path: Path) -> None:
     assert result.stdout.count("ALLOWED  [unrestricted]") == 3
 
 
+def test_check_reads_standard_input_once_for_the_whole_fleet(server: Server) -> None:
+    dsn = server.cluster.dsn()
+    result = run_cli("check", "--dsn", dsn, "--dsn", dsn, "--json", stdin="DELETE FROM accounts")
+    assert result.returncode == 0, result.stderr
+    servers = json.loads(result.stdout)["servers"]
+    assert [[row["verdict"] for row in entry["result"]] for entry in servers] == [
+        ["refused"],
+        ["refused"],
+    ]
+
+
 def test_check_offline_json_and_bad_input(tmp_path: Path) -> None:
     result = run_cli("check", "--json", stdin="SELECT 1; DROP TABLE t")
     assert result.returncode == 0
