@@ -36,14 +36,25 @@
 #include "commands/dbcommands.h"
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
+#include "commands/defrem.h"
 #include "executor/executor.h"
 #include "fmgr.h"
+/*
+ * libpq-be.h pulls in the GSSAPI headers when the server was built with
+ * GSSAPI.  The shim reads only Port's user and database names, and Port
+ * holds its GSSAPI state through a pointer either way, so building without
+ * those headers leaves its layout unchanged.
+ */
+#undef ENABLE_GSS
+#include "libpq/auth.h"
+#include "libpq/libpq-be.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "nodes/plannodes.h"
 #include "parser/parser.h"
 #include "parser/parsetree.h"
+#include "replication/walsender.h"
 #include "storage/fd.h"
 #include "tcop/cmdtag.h"
 #include "tcop/dest.h"
@@ -51,6 +62,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/guc_tables.h"
 #include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
@@ -81,6 +93,7 @@ PG_MODULE_MAGIC;
 #define POLICY_SCHEMA		"pysafe"
 #define POLICY_EXTENSION	"pysafe"
 #define POLICY_FUNCTION		"decide_utility"
+#define POLICY_FUNCTION_ARGS	4
 
 /*
  * Always part of the restricted list, whatever pysafe.roles says: the role
@@ -113,6 +126,19 @@ static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 static needs_fmgr_hook_type prev_needs_fmgr_hook = NULL;
 static fmgr_hook_type prev_fmgr_hook = NULL;
 static object_access_hook_type prev_object_access_hook = NULL;
+static ClientAuthentication_hook_type prev_ClientAuthentication = NULL;
+
+/* Saved check hooks of the core settings pysafe guards (see guard_core_settings). */
+static GucBoolCheckHook prev_check_default_read_only = NULL;
+static GucBoolCheckHook prev_check_transaction_read_only = NULL;
+static GucStringCheckHook prev_check_session_authorization = NULL;
+
+/*
+ * The restricted identity a session switched into with SET SESSION
+ * AUTHORIZATION while pysafe.lock_session_authorization was on; InvalidOid
+ * when there is none.  Leaving it by any path ends the session.
+ */
+static Oid	locked_identity = InvalidOid;
 
 /*
  * Volatile built-in functions restricted sessions may not call (the Python
@@ -130,6 +156,7 @@ static Oid	restriction_cache_user = InvalidOid;
 static bool restriction_cache_value = false;
 
 void		_PG_init(void);
+static bool check_cluster_setting(const char *name, GucSource source);
 extern PGDLLEXPORT void pysafe_session_start(void);
 
 PG_FUNCTION_INFO_V1(pysafe_session_is_restricted);
@@ -152,14 +179,18 @@ assign_roles(const char *newval, void *extra)
 	restriction_cache_reset();
 }
 
-/* GUC check hook for pysafe.roles: the value must be a list of identifiers. */
+/* GUC check hook for pysafe.roles: cluster-wide, and a list of identifiers. */
 static bool
 check_roles(char **newval, void **extra, GucSource source)
 {
-	char	   *copy = pstrdup(*newval);
+	char	   *copy;
 	List	   *names = NIL;
-	bool		ok = SplitIdentifierString(copy, ',', &names);
+	bool		ok;
 
+	if (!check_cluster_setting("pysafe.roles", source))
+		return false;
+	copy = pstrdup(*newval);
+	ok = SplitIdentifierString(copy, ',', &names);
 	list_free(names);
 	pfree(copy);
 	if (!ok)
@@ -343,7 +374,7 @@ force_read_only(void)
 static void
 keep_login_defaults(void)
 {
-	if (pysafe_force_read_only && !DefaultXactReadOnly &&
+	if (pysafe_force_read_only && !DefaultXactReadOnly && !IsInParallelMode() &&
 		GetSessionUserId() == GetAuthenticatedUserId())
 		SetConfigOption("default_transaction_read_only", "on", PGC_SUSET, PGC_S_SESSION);
 }
@@ -357,14 +388,215 @@ resets_session_settings(Node *stmt)
 		(IsA(stmt, DiscardStmt) && ((DiscardStmt *) stmt)->target == DISCARD_ALL);
 }
 
-/* Checks are skipped in parallel workers: their leader made them. */
+/*
+ * End the session if it left the identity pysafe.lock_session_authorization
+ * locks.  RESET SESSION AUTHORIZATION, DISCARD ALL, set_config() with NULL
+ * and the end of a SET LOCAL all change the session user without a check
+ * hook, so this runs at the top of every hook: whatever path switched the
+ * identity back, nothing runs under it.
+ */
+static void
+guard_locked_identity(void)
+{
+	if (likely(!OidIsValid(locked_identity)))
+		return;
+	if (!pysafe_lock_session_authorization)
+	{
+		locked_identity = InvalidOid;	/* the DBA lifted the lock */
+		return;
+	}
+	if (GetSessionUserId() != locked_identity && !IsParallelWorker())
+		ereport(FATAL,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("terminating connection: it left the restricted identity locked by pysafe.lock_session_authorization"),
+				 errhint("Open a new connection for each identity; a locked session cannot switch back.")));
+}
+
+/* Remember the restricted identity a locked session switched into. */
+static void
+note_locked_identity(void)
+{
+	if (pysafe_lock_session_authorization && !OidIsValid(locked_identity) &&
+		GetSessionUserId() != GetAuthenticatedUserId())
+		locked_identity = GetSessionUserId();
+}
+
+/*
+ * Do pysafe's checks apply to what runs now?  They do in parallel workers
+ * too: a worker restores its leader's session user, and the functions it
+ * calls are out of the leader's sight.  Workers cannot change settings, so
+ * only the leader keeps the login defaults.
+ */
 static bool
 checks_apply(void)
 {
-	if (IsParallelWorker() || !session_is_restricted())
+	guard_locked_identity();
+	if (!session_is_restricted())
 		return false;
-	keep_login_defaults();
+	if (!IsParallelWorker())
+	{
+		keep_login_defaults();
+		note_locked_identity();
+	}
 	return true;
+}
+
+/* ---------------------------------------------------------------------
+ * Settings guards (GUC check hooks)
+ *
+ * A check hook runs on every path that sets a value: SET, set_config()
+ * (under any role, inside any function), function SET clauses, BEGIN and
+ * SET TRANSACTION options, startup options and ALTER ROLE/DATABASE SET.
+ * Resets take no check hook; those of the read-only settings are undone at
+ * the next statement (keep_login_defaults, force_read_only) and those of
+ * session_authorization by guard_locked_identity().
+ * ---------------------------------------------------------------------
+ */
+
+/* Is the session restricted now?  Parallel workers restoring their leader's state are not asked. */
+static bool
+restricted_for_setting_change(void)
+{
+	return !InitializingParallelWorker && IsTransactionState() && session_is_restricted();
+}
+
+/* Report a refused setting change from a check hook, with an audit line. */
+static bool
+refuse_setting_change(const char *name, const char *message)
+{
+	char		kind[NAMEDATALEN + 8];
+
+	snprintf(kind, sizeof(kind), "SET %s", name);
+	log_refusal(kind, "protected_settings", message);
+	GUC_check_errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION);
+	GUC_check_errmsg("%s", message);
+	return false;
+}
+
+/*
+ * Check hook of every pysafe.* setting: they are cluster-wide, so they come
+ * only from postgresql.conf, ALTER SYSTEM (validated as a file value) or the
+ * server's command line.  Per-database and per-role values (ALTER DATABASE
+ * / ROLE SET), startup options and session changes are refused, whoever
+ * asks: a role that reaches superuser through SET ROLE gets no further.
+ */
+static bool
+check_cluster_setting(const char *name, GucSource source)
+{
+	if (source <= PGC_S_ARGV)
+		return true;
+	if (restricted_for_setting_change())
+		return refuse_setting_change(name, "cannot change pysafe settings in a read-only session");
+	GUC_check_errcode(ERRCODE_CANT_CHANGE_RUNTIME_PARAM);
+	GUC_check_errmsg("pysafe settings are cluster-wide; set %s in postgresql.conf or with ALTER SYSTEM, then reload", name);
+	return false;
+}
+
+/* check_cluster_setting() for each boolean pysafe.* setting (the hook has no name argument). */
+#define CLUSTER_BOOL_CHECK(fn, setting) \
+static bool \
+fn(bool *newval, void **extra, GucSource source) \
+{ \
+	return check_cluster_setting(setting, source); \
+}
+CLUSTER_BOOL_CHECK(check_block_dml, "pysafe.block_dml")
+CLUSTER_BOOL_CHECK(check_block_ddl, "pysafe.block_ddl")
+CLUSTER_BOOL_CHECK(check_block_c_functions, "pysafe.block_c_functions")
+CLUSTER_BOOL_CHECK(check_block_all_c_functions, "pysafe.block_all_c_functions")
+CLUSTER_BOOL_CHECK(check_force_read_only, "pysafe.force_read_only")
+CLUSTER_BOOL_CHECK(check_lock_session_authorization, "pysafe.lock_session_authorization")
+CLUSTER_BOOL_CHECK(check_log_refusals, "pysafe.log_refusals")
+CLUSTER_BOOL_CHECK(check_allow_temp_objects, "pysafe.allow_temp_objects")
+
+/* check_cluster_setting() for pysafe.log_statement_length. */
+static bool
+check_log_statement_length(int *newval, void **extra, GucSource source)
+{
+	return check_cluster_setting("pysafe.log_statement_length", source);
+}
+
+/* Wrapped check hook of default_transaction_read_only: a restricted session may not turn it off. */
+static bool
+check_default_read_only(bool *newval, void **extra, GucSource source)
+{
+	if (!*newval && pysafe_force_read_only && source > PGC_S_ARGV && source != PGC_S_TEST &&
+		restricted_for_setting_change())
+		return refuse_setting_change("default_transaction_read_only",
+									 "cannot modify read-only transaction settings in a read-only session");
+	return prev_check_default_read_only ?
+		prev_check_default_read_only(newval, extra, source) : true;
+}
+
+/* Wrapped check hook of transaction_read_only (SET TRANSACTION, BEGIN READ WRITE, set_config). */
+static bool
+check_transaction_read_only_guarded(bool *newval, void **extra, GucSource source)
+{
+	if (!*newval && pysafe_force_read_only && source > PGC_S_ARGV && source != PGC_S_TEST &&
+		restricted_for_setting_change())
+		return refuse_setting_change("transaction_read_only",
+									 "cannot modify read-only transaction settings in a read-only session");
+	return prev_check_transaction_read_only ?
+		prev_check_transaction_read_only(newval, extra, source) : true;
+}
+
+/* Wrapped check hook of session_authorization: a locked session keeps its identity. */
+static bool
+check_session_authorization_guarded(char **newval, void **extra, GucSource source)
+{
+	if (pysafe_lock_session_authorization && !InitializingParallelWorker &&
+		IsTransactionState() && GetSessionUserId() != GetAuthenticatedUserId() &&
+		session_is_restricted())
+		return refuse_setting_change("session_authorization",
+									 "cannot change session authorization in a read-only session");
+	return prev_check_session_authorization ?
+		prev_check_session_authorization(newval, extra, source) : true;
+}
+
+/* The GUC table entry of a core setting, or NULL. */
+static struct config_generic *
+find_core_setting(const char *name)
+{
+#if PG_VERSION_NUM >= 160000
+	return find_option(name, false, true, ERROR);
+#else
+	struct config_generic **variables = get_guc_variables();
+	int			count = GetNumConfigOptions();
+	int			i;
+
+	for (i = 0; i < count; i++)
+		if (strcmp(variables[i]->name, name) == 0)
+			return variables[i];
+	return NULL;
+#endif
+}
+
+/*
+ * Put pysafe's guards in front of the check hooks of the core settings that
+ * could lift read-only or undo a locked SET SESSION AUTHORIZATION.  Runs
+ * once, in the postmaster; backends inherit the tables.
+ */
+static void
+guard_core_settings(void)
+{
+	struct config_generic *record;
+
+	record = find_core_setting("default_transaction_read_only");
+	if (record == NULL || record->vartype != PGC_BOOL)
+		elog(FATAL, "pysafe: setting default_transaction_read_only not found");
+	prev_check_default_read_only = ((struct config_bool *) record)->check_hook;
+	((struct config_bool *) record)->check_hook = check_default_read_only;
+
+	record = find_core_setting("transaction_read_only");
+	if (record == NULL || record->vartype != PGC_BOOL)
+		elog(FATAL, "pysafe: setting transaction_read_only not found");
+	prev_check_transaction_read_only = ((struct config_bool *) record)->check_hook;
+	((struct config_bool *) record)->check_hook = check_transaction_read_only_guarded;
+
+	record = find_core_setting("session_authorization");
+	if (record == NULL || record->vartype != PGC_STRING)
+		elog(FATAL, "pysafe: setting session_authorization not found");
+	prev_check_session_authorization = ((struct config_string *) record)->check_hook;
+	((struct config_string *) record)->check_hook = check_session_authorization_guarded;
 }
 
 /* ---------------------------------------------------------------------
@@ -523,6 +755,7 @@ check_function_allowed(Oid fn_oid)
 	char		detail[NAMEDATALEN * 2 + 96];
 	char		kind[NAMEDATALEN + 16];
 
+	guard_locked_identity();
 	if (!pysafe_block_c_functions || !checks_apply())
 		return;
 	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn_oid));
@@ -682,6 +915,8 @@ static void
 pysafe_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 					 int subId, void *arg)
 {
+	guard_locked_identity();
+
 	/*
 	 * Listed built-ins write even in a read-only transaction (large objects),
 	 * so read-only forcing refuses them as well as block_c_functions does.
@@ -805,6 +1040,506 @@ utility_fast_path_allows(Node *stmt)
 	}
 }
 
+/* ---------------------------------------------------------------------
+ * The server's reading of a statement
+ *
+ * The Python policy parses the statement's text with pglast, and its
+ * reading can differ from the server's: standard_conforming_strings off,
+ * another grammar version, settings changed between parse and execution.
+ * So the shim describes the tree the server will run, in a canonical form
+ * that pysafe/policy/reading.py computes from pglast's tree too, and the
+ * policy refuses the statement whenever the two differ.  The form holds
+ * every fact a rule relies on: the statement kind, COPY's direction and
+ * target, EXPLAIN's effective ANALYZE and inner statement, SET's name and
+ * values, transaction options, DO's language, LOCK's mode, and the
+ * relations of the statements that may write temporary tables.
+ * ---------------------------------------------------------------------
+ */
+
+/* Append a text as <characters>:<text>, so no value can pass for another. */
+static void
+append_counted(StringInfo buf, const char *value)
+{
+	appendStringInfo(buf, "%d:%s", pg_mbstrlen(value), value);
+}
+
+/* Append a name in double quotes, inner quotes doubled. */
+static void
+append_quoted(StringInfo buf, const char *name)
+{
+	const char *p;
+
+	appendStringInfoChar(buf, '"');
+	for (p = name; *p; p++)
+	{
+		if (*p == '"')
+			appendStringInfoChar(buf, '"');
+		appendStringInfoChar(buf, *p);
+	}
+	appendStringInfoChar(buf, '"');
+}
+
+/* Append a relation as <persistence>:"catalog"."schema"."name" (parts present). */
+static void
+append_range_var(StringInfo buf, RangeVar *rel)
+{
+	bool		first = true;
+	const char *parts[3];
+	int			i;
+
+	if (rel == NULL)
+	{
+		appendStringInfoString(buf, "none");
+		return;
+	}
+	parts[0] = rel->catalogname;
+	parts[1] = rel->schemaname;
+	parts[2] = rel->relname;
+	appendStringInfo(buf, "%c:", rel->relpersistence);
+	for (i = 0; i < 3; i++)
+	{
+		if (parts[i] == NULL)
+			continue;
+		if (!first)
+			appendStringInfoChar(buf, '.');
+		append_quoted(buf, parts[i]);
+		first = false;
+	}
+}
+
+/* Append a constant: i<int>, f<n:text>, b<true|false>, s<n:text>, x<n:text>, null, or ?. */
+static void
+append_constant(StringInfo buf, Node *node)
+{
+	if (node != NULL && IsA(node, A_Const))
+	{
+#if PG_VERSION_NUM >= 150000
+		if (((A_Const *) node)->isnull)
+			node = NULL;
+		else
+#endif
+			node = (Node *) &((A_Const *) node)->val;
+	}
+	if (node == NULL)
+	{
+		appendStringInfoString(buf, "null");
+		return;
+	}
+	switch (nodeTag(node))
+	{
+		case T_Integer:
+			appendStringInfo(buf, "i%d", intVal(node));
+			break;
+		case T_Float:
+			appendStringInfoChar(buf, 'f');
+#if PG_VERSION_NUM >= 150000
+			append_counted(buf, castNode(Float, node)->fval);
+#else
+			append_counted(buf, strVal(node));
+#endif
+			break;
+#if PG_VERSION_NUM >= 150000
+		case T_Boolean:
+			appendStringInfo(buf, "b%s", boolVal(node) ? "true" : "false");
+			break;
+#endif
+		case T_String:
+			appendStringInfoChar(buf, 's');
+			append_counted(buf, strVal(node));
+			break;
+		case T_BitString:
+			appendStringInfoChar(buf, 'x');
+#if PG_VERSION_NUM >= 150000
+			append_counted(buf, castNode(BitString, node)->bsval);
+#else
+			append_counted(buf, strVal(node));
+#endif
+			break;
+#if PG_VERSION_NUM < 150000
+		case T_Null:
+			appendStringInfoString(buf, "null");
+			break;
+#endif
+		default:
+			appendStringInfoChar(buf, '?');
+			break;
+	}
+}
+
+/* Append SET arguments or statement options: constants, or name=constant, comma-separated. */
+static void
+append_arguments(StringInfo buf, List *arguments)
+{
+	ListCell   *lc;
+
+	foreach(lc, arguments)
+	{
+		Node	   *argument = (Node *) lfirst(lc);
+
+		if (foreach_current_index(lc) > 0)
+			appendStringInfoChar(buf, ',');
+		if (IsA(argument, DefElem))
+		{
+			append_counted(buf, ((DefElem *) argument)->defname);
+			appendStringInfoChar(buf, '=');
+			append_constant(buf, ((DefElem *) argument)->arg);
+		}
+		else
+			append_constant(buf, argument);
+	}
+}
+
+/* Append a relation list, comma-separated. */
+static void
+append_relations(StringInfo buf, List *relations)
+{
+	ListCell   *lc;
+
+	foreach(lc, relations)
+	{
+		if (foreach_current_index(lc) > 0)
+			appendStringInfoChar(buf, ',');
+		append_range_var(buf, (RangeVar *) lfirst(lc));
+	}
+}
+
+/* Append DROP's objects: each qualified name, parts quoted, comma-separated. */
+static void
+append_dropped_names(StringInfo buf, List *objects)
+{
+	ListCell   *lc;
+	ListCell   *part;
+
+	foreach(lc, objects)
+	{
+		if (foreach_current_index(lc) > 0)
+			appendStringInfoChar(buf, ',');
+		foreach(part, (List *) lfirst(lc))
+		{
+			if (foreach_current_index(part) > 0)
+				appendStringInfoChar(buf, '.');
+			append_quoted(buf, strVal(lfirst(part)));
+		}
+	}
+}
+
+/* EXPLAIN's ANALYZE as ExplainQuery() reads it: the last occurrence wins. */
+static bool
+explain_analyzes(ExplainStmt *stmt)
+{
+	ListCell   *lc;
+	bool		analyze = false;
+
+	foreach(lc, stmt->options)
+	{
+		DefElem    *option = (DefElem *) lfirst(lc);
+
+		if (strcmp(option->defname, "analyze") == 0)
+			analyze = defGetBoolean(option);
+	}
+	return analyze;
+}
+
+static void append_reading(StringInfo buf, Node *stmt);
+
+/* Append the reading of EXPLAIN's statement: analyzed (a Query) or raw. */
+static void
+append_explained_reading(StringInfo buf, Node *query)
+{
+	Query	   *analyzed;
+
+	if (query == NULL || !IsA(query, Query))
+	{
+		append_reading(buf, query);
+		return;
+	}
+	analyzed = (Query *) query;
+	if (analyzed->utilityStmt != NULL)
+		append_reading(buf, analyzed->utilityStmt);
+	else if (analyzed->commandType == CMD_SELECT)
+		appendStringInfo(buf, "select;cte_writes=%d", analyzed->hasModifyingCTE ? 1 : 0);
+	else if (analyzed->commandType == CMD_INSERT)
+		appendStringInfoString(buf, "insert");
+	else if (analyzed->commandType == CMD_UPDATE)
+		appendStringInfoString(buf, "update");
+	else if (analyzed->commandType == CMD_DELETE)
+		appendStringInfoString(buf, "delete");
+#if PG_VERSION_NUM >= 150000
+	else if (analyzed->commandType == CMD_MERGE)
+		appendStringInfoString(buf, "merge");
+#endif
+	else
+		appendStringInfoChar(buf, '?');
+}
+
+/* Append the canonical reading of one statement (see the section comment). */
+static void
+append_reading(StringInfo buf, Node *stmt)
+{
+	if (stmt == NULL)
+	{
+		appendStringInfoString(buf, "none");
+		return;
+	}
+	switch (nodeTag(stmt))
+	{
+		case T_VariableSetStmt:
+			{
+				VariableSetStmt *set = (VariableSetStmt *) stmt;
+
+				appendStringInfo(buf, "VariableSetStmt;kind=%d;local=%d;name=",
+								 (int) set->kind, set->is_local ? 1 : 0);
+				append_counted(buf, set->name ? set->name : "");
+				appendStringInfoString(buf, ";args=");
+				append_arguments(buf, set->args);
+				break;
+			}
+		case T_TransactionStmt:
+			appendStringInfo(buf, "TransactionStmt;kind=%d;options=",
+							 (int) ((TransactionStmt *) stmt)->kind);
+			append_arguments(buf, ((TransactionStmt *) stmt)->options);
+			break;
+		case T_ExplainStmt:
+			appendStringInfo(buf, "ExplainStmt;analyze=%d;query=",
+							 explain_analyzes((ExplainStmt *) stmt) ? 1 : 0);
+			append_explained_reading(buf, ((ExplainStmt *) stmt)->query);
+			break;
+		case T_CopyStmt:
+			{
+				CopyStmt   *copy = (CopyStmt *) stmt;
+
+				appendStringInfo(buf, "CopyStmt;from=%d;program=%d;file=%d;query=%d;relation=",
+								 copy->is_from ? 1 : 0, copy->is_program ? 1 : 0,
+								 copy->filename != NULL ? 1 : 0, copy->query != NULL ? 1 : 0);
+				append_range_var(buf, copy->relation);
+				break;
+			}
+		case T_DoStmt:
+			{
+				ListCell   *lc;
+				const char *language = NULL;
+
+				foreach(lc, ((DoStmt *) stmt)->args)
+				{
+					DefElem    *arg = (DefElem *) lfirst(lc);
+
+					if (strcmp(arg->defname, "language") == 0)
+						language = strVal(arg->arg);
+				}
+				appendStringInfoString(buf, "DoStmt;language=");
+				if (language != NULL)
+					append_counted(buf, language);
+				else
+					appendStringInfoString(buf, "none");
+				break;
+			}
+		case T_LockStmt:
+			appendStringInfo(buf, "LockStmt;mode=%d", ((LockStmt *) stmt)->mode);
+			break;
+		case T_DiscardStmt:
+			appendStringInfo(buf, "DiscardStmt;target=%d", (int) ((DiscardStmt *) stmt)->target);
+			break;
+		case T_CreateStmt:
+			{
+				CreateStmt *create = (CreateStmt *) stmt;
+
+				appendStringInfo(buf, "CreateStmt;inherits=%d;partition_of=%d;relation=",
+								 list_length(create->inhRelations),
+								 create->partbound != NULL ? 1 : 0);
+				append_range_var(buf, create->relation);
+				break;
+			}
+		case T_CreateTableAsStmt:
+			{
+				CreateTableAsStmt *ctas = (CreateTableAsStmt *) stmt;
+
+				appendStringInfo(buf, "CreateTableAsStmt;objtype=%s;into=",
+								 ctas->objtype == OBJECT_TABLE ? "table" :
+								 ctas->objtype == OBJECT_MATVIEW ? "matview" : "other");
+				append_range_var(buf, ctas->into ? ctas->into->rel : NULL);
+				break;
+			}
+		case T_DropStmt:
+			{
+				DropStmt   *drop = (DropStmt *) stmt;
+				bool		table = drop->removeType == OBJECT_TABLE;
+
+				appendStringInfo(buf, "DropStmt;type=%s;missing_ok=%d;objects=",
+								 table ? "table" : "other", drop->missing_ok ? 1 : 0);
+				if (table)
+					append_dropped_names(buf, drop->objects);
+				break;
+			}
+		case T_TruncateStmt:
+			appendStringInfoString(buf, "TruncateStmt;relations=");
+			append_relations(buf, ((TruncateStmt *) stmt)->relations);
+			break;
+		case T_VacuumStmt:
+			appendStringInfoString(buf, "VacuumStmt");
+			break;
+		case T_ClusterStmt:
+			appendStringInfoString(buf, "ClusterStmt");
+			break;
+		case T_ReindexStmt:
+			appendStringInfoString(buf, "ReindexStmt");
+			break;
+		case T_CheckPointStmt:
+			appendStringInfoString(buf, "CheckPointStmt");
+			break;
+		case T_AlterSystemStmt:
+			appendStringInfoString(buf, "AlterSystemStmt");
+			break;
+		case T_LoadStmt:
+			appendStringInfoString(buf, "LoadStmt");
+			break;
+		case T_VariableShowStmt:
+			appendStringInfoString(buf, "VariableShowStmt");
+			break;
+		case T_ListenStmt:
+			appendStringInfoString(buf, "ListenStmt");
+			break;
+		case T_UnlistenStmt:
+			appendStringInfoString(buf, "UnlistenStmt");
+			break;
+		case T_NotifyStmt:
+			appendStringInfoString(buf, "NotifyStmt");
+			break;
+		case T_DeclareCursorStmt:
+			appendStringInfoString(buf, "DeclareCursorStmt");
+			break;
+		case T_FetchStmt:
+			appendStringInfoString(buf, "FetchStmt");
+			break;
+		case T_ClosePortalStmt:
+			appendStringInfoString(buf, "ClosePortalStmt");
+			break;
+		case T_PrepareStmt:
+			appendStringInfoString(buf, "PrepareStmt");
+			break;
+		case T_ExecuteStmt:
+			appendStringInfoString(buf, "ExecuteStmt");
+			break;
+		case T_DeallocateStmt:
+			appendStringInfoString(buf, "DeallocateStmt");
+			break;
+		case T_CallStmt:
+			appendStringInfoString(buf, "CallStmt");
+			break;
+		case T_GrantStmt:
+			appendStringInfoString(buf, "GrantStmt");
+			break;
+		case T_GrantRoleStmt:
+			appendStringInfoString(buf, "GrantRoleStmt");
+			break;
+		case T_AlterDefaultPrivilegesStmt:
+			appendStringInfoString(buf, "AlterDefaultPrivilegesStmt");
+			break;
+		case T_AlterOwnerStmt:
+			appendStringInfoString(buf, "AlterOwnerStmt");
+			break;
+		default:
+			appendStringInfoString(buf, "other");
+			break;
+	}
+}
+
+/* The server's reading of a utility statement, for the policy to compare with its own. */
+static char *
+server_reading(Node *stmt)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	append_reading(&buf, stmt);
+	return buf.data;
+}
+
+/* ---------------------------------------------------------------------
+ * Temporary writes: the shim's own check of a "+temporary" reply
+ * ---------------------------------------------------------------------
+ */
+
+/* Does a CREATE name a temporary table (TEMP, or the pg_temp schema)? */
+static bool
+names_temporary_table(RangeVar *rel)
+{
+	return rel != NULL &&
+		(rel->relpersistence == RELPERSISTENCE_TEMP ||
+		 (rel->schemaname != NULL && strcmp(rel->schemaname, "pg_temp") == 0));
+}
+
+/* Does the name resolve, as the session resolves it now, to a temporary table? */
+static bool
+resolves_to_temporary(RangeVar *rel, bool missing_ok)
+{
+	Oid			relid = RangeVarGetRelid(rel, NoLock, true);
+
+	if (!OidIsValid(relid))
+		return missing_ok;
+	return get_rel_persistence(relid) == RELPERSISTENCE_TEMP;
+}
+
+/*
+ * Confirm a "+temporary" reply from the server's own tree and catalogs:
+ * pysafe.allow_temp_objects is on, and the statement creates, empties or
+ * drops temporary tables only.  The shim lifts read-only on nothing less.
+ */
+static bool
+temporary_write_confirmed(Node *stmt)
+{
+	ListCell   *lc;
+
+	if (!pysafe_allow_temp_objects)
+		return false;
+	switch (nodeTag(stmt))
+	{
+		case T_CreateStmt:
+			{
+				CreateStmt *create = (CreateStmt *) stmt;
+
+				return create->inhRelations == NIL && create->partbound == NULL &&
+					names_temporary_table(create->relation);
+			}
+		case T_CreateTableAsStmt:
+			{
+				CreateTableAsStmt *ctas = (CreateTableAsStmt *) stmt;
+
+				return ctas->objtype == OBJECT_TABLE && ctas->into != NULL &&
+					names_temporary_table(ctas->into->rel);
+			}
+		case T_DropStmt:
+			{
+				DropStmt   *drop = (DropStmt *) stmt;
+
+				if (drop->removeType != OBJECT_TABLE || drop->objects == NIL)
+					return false;
+				foreach(lc, drop->objects)
+				{
+					RangeVar   *rel = makeRangeVarFromNameList((List *) lfirst(lc));
+
+					if (!resolves_to_temporary(rel, drop->missing_ok))
+						return false;
+				}
+				return true;
+			}
+		case T_TruncateStmt:
+			{
+				TruncateStmt *truncate = (TruncateStmt *) stmt;
+
+				if (truncate->relations == NIL)
+					return false;
+				foreach(lc, truncate->relations)
+				{
+					if (!resolves_to_temporary((RangeVar *) lfirst(lc), false))
+						return false;
+				}
+				return true;
+			}
+		default:
+			return false;
+	}
+}
+
 /* The statement's own text out of a possibly multi-statement string. */
 static char *
 statement_text(PlannedStmt *pstmt, const char *queryString)
@@ -825,13 +1560,13 @@ statement_text(PlannedStmt *pstmt, const char *queryString)
 
 /*
  * Find the genuine policy entry point: pysafe.decide_utility(text, text,
- * integer), owned by a superuser and a member of the pysafe extension.  A
- * look-alike created by anyone else is never called.
+ * text, integer), owned by a superuser and a member of the pysafe
+ * extension.  A look-alike created by anyone else is never called.
  */
 static Oid
 lookup_policy_function(const char **why)
 {
-	Oid			argtypes[3] = {TEXTOID, TEXTOID, INT4OID};
+	Oid			argtypes[POLICY_FUNCTION_ARGS] = {TEXTOID, TEXTOID, TEXTOID, INT4OID};
 	Oid			extoid;
 	Oid			nspoid;
 	Oid			funcoid;
@@ -848,11 +1583,11 @@ lookup_policy_function(const char **why)
 	nspoid = get_namespace_oid(POLICY_SCHEMA, true);
 	tuple = OidIsValid(nspoid) ?
 		SearchSysCache3(PROCNAMEARGSNSP, CStringGetDatum(POLICY_FUNCTION),
-						PointerGetDatum(buildoidvector(argtypes, 3)),
+						PointerGetDatum(buildoidvector(argtypes, POLICY_FUNCTION_ARGS)),
 						ObjectIdGetDatum(nspoid)) : NULL;
 	if (!HeapTupleIsValid(tuple))
 	{
-		*why = "function pysafe.decide_utility(text, text, integer) is missing";
+		*why = "function pysafe.decide_utility(text, text, text, integer) is missing";
 		return InvalidOid;
 	}
 	funcoid = ((Form_pg_proc) GETSTRUCT(tuple))->oid;
@@ -871,22 +1606,25 @@ lookup_policy_function(const char **why)
 	return funcoid;
 }
 
-/* Call the policy; NULL means allowed, otherwise the refusal text. */
+/* Call the policy; NULL means allowed, otherwise its reply (see veto_by_python_policy). */
 static text *
-call_policy_function(Oid funcoid, const char *statement, const char *command_tag)
+call_policy_function(Oid funcoid, const char *statement, const char *command_tag,
+					 const char *reading)
 {
-	LOCAL_FCINFO(fcinfo, 3);
+	LOCAL_FCINFO(fcinfo, POLICY_FUNCTION_ARGS);
 	FmgrInfo	flinfo;
 	Datum		result;
 
 	fmgr_info(funcoid, &flinfo);
-	InitFunctionCallInfoData(*fcinfo, &flinfo, 3, InvalidOid, NULL, NULL);
+	InitFunctionCallInfoData(*fcinfo, &flinfo, POLICY_FUNCTION_ARGS, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = CStringGetTextDatum(statement);
 	fcinfo->args[0].isnull = false;
 	fcinfo->args[1].value = CStringGetTextDatum(command_tag);
 	fcinfo->args[1].isnull = false;
-	fcinfo->args[2].value = Int32GetDatum(current_policy_flags());
+	fcinfo->args[2].value = CStringGetTextDatum(reading);
 	fcinfo->args[2].isnull = false;
+	fcinfo->args[3].value = Int32GetDatum(current_policy_flags());
+	fcinfo->args[3].isnull = false;
 	result = FunctionCallInvoke(fcinfo);
 	if (fcinfo->isnull)
 		return NULL;
@@ -905,6 +1643,7 @@ veto_by_python_policy(PlannedStmt *pstmt, const char *queryString)
 	Oid			funcoid = lookup_policy_function(&why);
 	const char *tag = GetCommandTagName(CreateCommandTag(pstmt->utilityStmt));
 	char	   *statement = statement_text(pstmt, queryString);
+	char	   *reading;
 	MemoryContext caller_context = CurrentMemoryContext;
 	text	   *verdict = NULL;
 	char	   *rule;
@@ -922,9 +1661,10 @@ veto_by_python_policy(PlannedStmt *pstmt, const char *queryString)
 				 errhint("A superuser should run \"python -m pysafe install\" to create the pysafe objects in every database.")));
 	}
 
+	reading = server_reading(pstmt->utilityStmt);
 	PG_TRY();
 	{
-		verdict = call_policy_function(funcoid, statement, tag);
+		verdict = call_policy_function(funcoid, statement, tag, reading);
 	}
 	PG_CATCH();
 	{
@@ -942,15 +1682,27 @@ veto_by_python_policy(PlannedStmt *pstmt, const char *queryString)
 	}
 	PG_END_TRY();
 
+	/*
+	 * The reply: NULL to allow; "+temporary" to allow a write to temporary
+	 * tables, which the shim confirms itself; "rule\nmessage[\ndetail]" to
+	 * refuse.  Anything else is refused too.
+	 */
 	if (verdict == NULL)
 		return false;
 	rule = text_to_cstring(verdict);
 	if (strcmp(rule, POLICY_TEMPORARY_WRITE) == 0)
-		return true;
-	/* "rule\nmessage" or "rule\nmessage\ndetail" */
+	{
+		if (temporary_write_confirmed(pstmt->utilityStmt))
+			return true;
+		refuse(tag, "temporary_unconfirmed",
+			   psprintf("cannot execute %s in a read-only session", tag),
+			   "The policy allowed it as a write to temporary tables, but the server's statement is not one (or pysafe.allow_temp_objects is off).");
+	}
 	message = strchr(rule, '\n');
-	if (message == NULL)
-		elog(ERROR, "pysafe policy reply without a message: %s", rule);
+	if (message == NULL || message == rule || message[1] == '\0')
+		refuse(tag, "policy_malformed",
+			   psprintf("cannot execute %s in a read-only session: pysafe policy gave a malformed reply", tag),
+			   psprintf("The reply was: %.200s", rule));
 	*message++ = '\0';
 	detail = strchr(message, '\n');
 	if (detail != NULL)
@@ -1017,6 +1769,8 @@ pysafe_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 {
 	bool		temporary_write = false;
 
+	guard_locked_identity();
+
 	/*
 	 * Outside a valid transaction (COMMIT/ROLLBACK of a failed one) only
 	 * transaction control can run; nothing can be checked or written.
@@ -1044,6 +1798,64 @@ pysafe_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	if (resets_session_settings(pstmt->utilityStmt) && IsTransactionState() &&
 		!IsParallelWorker() && session_is_restricted())
 		keep_login_defaults();
+}
+
+/* ---------------------------------------------------------------------
+ * Replication connections
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * ClientAuthentication_hook: a restricted role may not open a replication
+ * connection.  Walsender commands (CREATE_REPLICATION_SLOT, BASE_BACKUP,
+ * START_REPLICATION ...) pass none of the other hooks, and each changes
+ * server state, so the connection itself is refused.  Authentication runs
+ * inside the backend's start-up transaction, so the role catalogs can be
+ * read; should they not be, the connection is refused (fail closed)
+ * unless the role is a superuser.
+ */
+static void
+pysafe_ClientAuthentication(Port *port, int status)
+{
+	Oid			role;
+	bool		restricted;
+	char	   *message;
+
+	if (prev_ClientAuthentication)
+		prev_ClientAuthentication(port, status);
+	if (status != STATUS_OK || !am_walsender)
+		return;
+	if (!IsTransactionState())
+		ereport(FATAL,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("pysafe cannot check replication connections here")));
+	role = get_role_oid(port->user_name, true);
+	restricted = OidIsValid(role) && compute_session_restricted(role);
+	if (!restricted)
+		return;
+	message = psprintf("role \"%s\" is restricted by pysafe and cannot open replication connections",
+					   port->user_name);
+	if (pysafe_log_refusals)
+	{
+		StringInfoData line;
+
+		initStringInfo(&line);
+		appendStringInfoChar(&line, '{');
+		append_json_field(&line, "role", port->user_name);
+		append_json_field(&line, "current_role", port->user_name);
+		append_json_field(&line, "database", port->database_name);
+		append_json_field(&line, "kind", "REPLICATION");
+		append_json_field(&line, "rule", "replication");
+		append_json_field(&line, "message", message);
+		append_json_field(&line, "statement", "");
+		appendStringInfoChar(&line, '}');
+		ereport(LOG, (errmsg("pysafe refusal: %s", line.data), errhidestmt(true)));
+	}
+	ereport(FATAL,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+			 errmsg("%s", message),
+			 errdetail("Replication commands create and drop slots, stream WAL and write backups."),
+			 errhint("Use an unrestricted role for replication.")));
 }
 
 /* ---------------------------------------------------------------------
@@ -1113,13 +1925,13 @@ pysafe_shim_settings_flags(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------
  */
 
-/* Define one superuser-only boolean setting. */
+/* Define one superuser-only, cluster-wide boolean setting. */
 static void
 define_bool_setting(const char *name, const char *description, bool *variable,
-					bool default_value)
+					bool default_value, GucBoolCheckHook check_hook)
 {
 	DefineCustomBoolVariable(name, description, NULL, variable, default_value,
-							 PGC_SUSET, 0, NULL, NULL, NULL);
+							 PGC_SUSET, 0, check_hook, NULL, NULL);
 }
 
 void
@@ -1133,38 +1945,40 @@ _PG_init(void)
 							   check_roles, assign_roles, NULL);
 	define_bool_setting("pysafe.block_dml",
 						"Refuse INSERT, UPDATE, DELETE, MERGE and COPY FROM in restricted sessions.",
-						&pysafe_block_dml, true);
+						&pysafe_block_dml, true, check_block_dml);
 	define_bool_setting("pysafe.block_ddl",
 						"Refuse utility statements outside pysafe's allow-list in restricted sessions.",
-						&pysafe_block_ddl, true);
+						&pysafe_block_ddl, true, check_block_ddl);
 	define_bool_setting("pysafe.block_c_functions",
 						"Refuse volatile C-language and untrusted-language functions in restricted sessions.",
-						&pysafe_block_c_functions, true);
+						&pysafe_block_c_functions, true, check_block_c_functions);
 	define_bool_setting("pysafe.block_all_c_functions",
 						"With block_c_functions, refuse every C-language function, whatever its volatility.",
-						&pysafe_block_all_c_functions, false);
+						&pysafe_block_all_c_functions, false, check_block_all_c_functions);
 	define_bool_setting("pysafe.force_read_only",
 						"Force every transaction of a restricted session to be read-only.",
-						&pysafe_force_read_only, true);
+						&pysafe_force_read_only, true, check_force_read_only);
 	define_bool_setting("pysafe.lock_session_authorization",
 						"Keep a session that became restricted through SET SESSION AUTHORIZATION from switching back.",
-						&pysafe_lock_session_authorization, false);
+						&pysafe_lock_session_authorization, false, check_lock_session_authorization);
 	define_bool_setting("pysafe.log_refusals",
 						"Write one structured line to the server log for every refusal.",
-						&pysafe_log_refusals, true);
+						&pysafe_log_refusals, true, check_log_refusals);
 	DefineCustomIntVariable("pysafe.log_statement_length",
 							"Bytes of the refused statement's text in the refusal log line.",
 							"0 leaves the text out.",
 							&pysafe_log_statement_length, 200, 0, 1024 * 1024,
-							PGC_SUSET, 0, NULL, NULL, NULL);
+							PGC_SUSET, 0, check_log_statement_length, NULL, NULL);
 	define_bool_setting("pysafe.allow_temp_objects",
 						"Let restricted sessions create, write and drop their own temporary tables.",
-						&pysafe_allow_temp_objects, false);
+						&pysafe_allow_temp_objects, false, check_allow_temp_objects);
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("pysafe");
 #else
 	EmitWarningsOnPlaceholders("pysafe");
 #endif
+
+	guard_core_settings();
 
 	CacheRegisterSyscacheCallback(AUTHOID, restriction_cache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, restriction_cache_callback, (Datum) 0);
@@ -1179,4 +1993,6 @@ _PG_init(void)
 	fmgr_hook = pysafe_fmgr_hook;
 	prev_object_access_hook = object_access_hook;
 	object_access_hook = pysafe_object_access;
+	prev_ClientAuthentication = ClientAuthentication_hook;
+	ClientAuthentication_hook = pysafe_ClientAuthentication;
 }

@@ -22,6 +22,7 @@ from pysafe.fleet import CliError, Outcome, read_dsns, run_fleet
 from pysafe.install import InstallReport, install, uninstall
 from pysafe.install.cluster import connect_to, target_databases
 from pysafe.policy import PolicySettings, decide_text
+from pysafe.policy.parsing import StatementTooDeep
 
 
 def report_lines(report: InstallReport) -> list[str]:
@@ -144,7 +145,7 @@ def run_offline_check(args: argparse.Namespace) -> int:
     for source, text in args.sql:
         try:
             results = decide_text(text, settings)
-        except ParseError as error:
+        except (ParseError, StatementTooDeep) as error:
             print(f"{source}: cannot parse: {error}; fix the SQL and run again", file=sys.stderr)
             return 2
         rows += [

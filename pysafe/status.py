@@ -71,14 +71,33 @@ def shim_rows(facts: StatusFacts) -> list[StatusRow]:
         StatusRow(
             "utility veto on every utility statement",
             shim,
-            "C fast path, then the Python policy" if shim else missing,
+            "C fast path, then the Python policy, which must read the statement as the server"
+            if shim
+            else missing,
         ),
         StatusRow(
-            "read-only settings protected from SET/RESET",
-            shim,
-            "switching read-only off is refused"
+            "read-only settings protected on every path",
+            shim and settings.force_read_only,
+            "check hooks: SET, set_config(), function SET clauses, startup options"
             if shim
             else "not live: SET default_transaction_read_only = off works",
+        ),
+        StatusRow(
+            "pysafe settings cluster-wide only",
+            shim,
+            "check hooks refuse SET, set_config(), ALTER ROLE/DATABASE SET, startup options"
+            if shim
+            else missing,
+        ),
+        StatusRow(
+            "checks in parallel workers",
+            shim,
+            "function and executor checks run in every worker" if shim else missing,
+        ),
+        StatusRow(
+            "replication connections refused",
+            shim,
+            "restricted roles cannot open walsender connections" if shim else missing,
         ),
     ]
 

@@ -211,3 +211,30 @@ def test_audit_flags_createrole_where_it_can_undo_restrict(server: Server, newco
     finally:
         server.admin(f"SELECT pysafe.unrestrict('{newcomer}')")
         server.admin("DROP ROLE role_admin")
+
+
+MAPPING_FIXTURE = """
+CREATE FOREIGN DATA WRAPPER audit_fdw;
+CREATE SERVER audit_loopback FOREIGN DATA WRAPPER audit_fdw;
+GRANT USAGE ON FOREIGN SERVER audit_loopback TO reporting;
+CREATE USER MAPPING FOR reporting SERVER audit_loopback OPTIONS (user 'writer');
+CREATE ROLE audit_replicator LOGIN REPLICATION IN ROLE reporting;
+"""
+
+
+def test_audit_reports_user_mappings_and_replication(server: Server) -> None:
+    server.admin(MAPPING_FIXTURE)
+    try:
+        rows = server.admin("SELECT severity, finding, object, fix FROM pysafe.audit()")
+        mapping = [r for r in rows if r[2] == "foreign server audit_loopback"]
+        assert mapping and "as writer" in str(mapping[0][1]), rows
+        assert "DROP USER MAPPING FOR reporting SERVER audit_loopback" in str(mapping[0][3])
+        replication = [r for r in rows if r[2] == "role audit_replicator"]
+        assert replication and replication[0][0] == "high"
+        assert "replication connections" in str(replication[0][1])
+        assert str(replication[0][3]) == "ALTER ROLE audit_replicator NOREPLICATION"
+    finally:
+        server.admin("DROP ROLE audit_replicator; DROP SERVER audit_loopback CASCADE")
+        server.admin("DROP FOREIGN DATA WRAPPER audit_fdw")
+    rows = server.admin("SELECT object FROM pysafe.audit()")
+    assert ("foreign server audit_loopback",) not in rows

@@ -180,7 +180,7 @@ def test_status_says_what_is_and_is_not_live(cluster: LocalCluster) -> None:
         "DML refused at executor start",
         "side-effecting functions refused",
         "utility veto on every utility statement",
-        "read-only settings protected from SET/RESET",
+        "read-only settings protected on every path",
     ):
         assert rows[shim_only] is False
 
@@ -188,7 +188,7 @@ def test_status_says_what_is_and_is_not_live(cluster: LocalCluster) -> None:
 def test_weaker_as_status_says(cluster: LocalCluster) -> None:
     """Without the shim a restricted session can switch its read-only default off.
 
-    This is the gap "read-only settings protected from SET/RESET: off" reports;
+    This is the gap "read-only settings protected on every path: off" reports;
     the test keeps the README's Python-only table honest.
     """
     with cluster.connect("reporting") as conn:

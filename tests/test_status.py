@@ -11,7 +11,10 @@ FULL_MODE_LIVE = [
     "DML refused at executor start",
     "side-effecting functions refused",
     "utility veto on every utility statement",
-    "read-only settings protected from SET/RESET",
+    "read-only settings protected on every path",
+    "pysafe settings cluster-wide only",
+    "checks in parallel workers",
+    "replication connections refused",
     "read-only defaults at login",
 ]
 

@@ -3,7 +3,8 @@
 pysafe/policy/functions.py clears some volatile built-in functions for
 restricted sessions.  The installer lists every other volatile built-in
 that SQL can call on this server (the writers, and any the review has not
-seen, so a newer PostgreSQL's additions are refused) with its OID, and the
+seen, so a newer PostgreSQL's additions are refused) with its OID, plus the
+writers the review lists that are not volatile (txid_current()), and the
 shim refuses exactly those: one binary search per function, no catalog
 lookup.  Built-in OIDs and volatility are fixed when PostgreSQL is built,
 the same in every database and in every cluster of one installation, so one
@@ -18,7 +19,7 @@ from pathlib import Path
 import psycopg
 
 from pysafe.install.files import ServerPaths, replace_file
-from pysafe.policy.functions import cleared_signatures
+from pysafe.policy.functions import cleared_signatures, writing_signatures
 
 FILE_NAME = "refused_builtins"
 # Built-ins below this OID come from the build (FirstGenbkiObjectId); the shim
@@ -42,18 +43,27 @@ def refused_builtins_path(paths: ServerPaths) -> Path:
     return paths.python_dir.parent / FILE_NAME
 
 
+def present_functions(conn: psycopg.Connection, signatures: list[str]) -> dict[int, str]:
+    """OID -> signature of those of ``signatures`` this server has."""
+    rows = conn.execute(
+        "SELECT to_regprocedure(s)::oid, s FROM unnest(%s::text[]) AS s"
+        " WHERE to_regprocedure(s) IS NOT NULL",
+        [signatures],
+    )
+    return {int(oid): str(signature) for oid, signature in rows}
+
+
 def resolve_refused(conn: psycopg.Connection) -> list[tuple[int, str]]:
-    """(OID, signature) of each volatile built-in the review does not clear, by OID."""
-    cleared = {
-        int(row[0])
-        for row in conn.execute(
-            "SELECT to_regprocedure(s)::oid FROM unnest(%s::text[]) AS s"
-            " WHERE to_regprocedure(s) IS NOT NULL",
-            [cleared_signatures()],
-        )
+    """(OID, signature), by OID, of each volatile built-in the review does not
+    clear, and of each writer the review lists whatever its volatility."""
+    cleared = present_functions(conn, cleared_signatures())
+    refused = {
+        int(oid): str(signature)
+        for oid, signature in conn.execute(VOLATILE_CALLABLE_BUILTINS).fetchall()
+        if int(oid) not in cleared
     }
-    rows = conn.execute(VOLATILE_CALLABLE_BUILTINS).fetchall()
-    return [(int(oid), str(sig)) for oid, sig in rows if int(oid) not in cleared]
+    refused.update(present_functions(conn, writing_signatures()))
+    return sorted(refused.items())
 
 
 def render(refused: list[tuple[int, str]], server_version: str) -> str:

@@ -8,7 +8,10 @@ built-in that SQL can call (those from the build, below OID 10000), on
 each PostgreSQL version it is tested with, and put it in one of two lists:
 
 - WRITING_FUNCTIONS change something beyond the calling session: data,
-  catalogs, WAL, server state, other sessions, locks that others wait on.
+  catalogs, WAL, server state, other sessions, locks that others wait on,
+  the transaction ID counter.  The review goes by effect, not by label: a
+  few writers are not volatile (txid_current() is STABLE yet assigns a
+  transaction ID), and the shim refuses them all the same.
 - CLEARED_FUNCTIONS only read, or change only the calling session's own
   state (its random seed, its settings, its open large-object handles).
 
@@ -110,6 +113,13 @@ WRITING_FUNCTIONS: tuple[FunctionReview, ...] = (
         ("pg_reload_conf()", "SELECT pg_reload_conf()"),
         ("pg_rotate_logfile()", "SELECT pg_rotate_logfile()"),
         ("pg_stat_reset()", "SELECT pg_stat_reset()"),
+    ),
+    *_group(
+        # STABLE, yet each call in a new transaction consumes a transaction ID:
+        # a loop of them brings the cluster toward wraparound.
+        "assigns a transaction ID (reviewed by effect: the function is not volatile)",
+        ("txid_current()", "SELECT txid_current()"),
+        ("pg_current_xact_id()", "SELECT pg_current_xact_id()"),
     ),
     *_group(
         "ends or interrupts other sessions",
@@ -417,6 +427,11 @@ REVIEWED_FUNCTIONS: tuple[FunctionReview, ...] = WRITING_FUNCTIONS + CLEARED_FUN
 def cleared_signatures() -> list[str]:
     """The volatile built-ins the shim allows; the installer lists every other one."""
     return [review.signature for review in CLEARED_FUNCTIONS]
+
+
+def writing_signatures() -> list[str]:
+    """The writers, volatile or not; the installer lists each for the shim."""
+    return [review.signature for review in WRITING_FUNCTIONS]
 
 
 def writing_function_names() -> frozenset[str]:

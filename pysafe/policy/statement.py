@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pglast import ast, parse_sql
+from pglast import ast
 from pglast.parser import ParseError
 from pglast.visitors import Visitor
 
 from pysafe.policy import messages
 from pysafe.policy.facts import CatalogFacts, OfflineFacts
 from pysafe.policy.functions import writing_function_names
+from pysafe.policy.parsing import StatementTooDeep, parse_statements
+from pysafe.policy.reading import reading
 from pysafe.policy.settings import PolicySettings
 from pysafe.policy.utility import (
     DML_STATEMENTS,
@@ -106,16 +108,22 @@ def decide_statement(
     server_tag: str,
     settings: PolicySettings,
     facts: CatalogFacts,
+    server_reading: str | None = None,
 ) -> Verdict:
     """The server-side decision for one utility statement.
 
-    ``text`` is the statement's own text and ``server_tag`` the command tag
-    the server gave it.  Fails closed: text that does not parse as exactly one
-    statement, or an allowed statement whose kind disagrees with the
-    server's, is refused.
+    ``text`` is the statement's own text, ``server_tag`` the command tag the
+    server gave it and ``server_reading`` the shim's description of the tree
+    the server will run (:mod:`pysafe.policy.reading`).  Fails closed: text
+    that does not parse as exactly one statement, a reading that differs from
+    the server's, or an allowed statement whose kind disagrees with the
+    server's tag, is refused.
     """
     try:
-        parsed = parse_sql(text)
+        parsed = parse_statements(text)
+    except StatementTooDeep as error:
+        unverified = messages.UNPARSABLE.format(command=server_tag)
+        return Verdict.refuse("too_deep", unverified, str(error))
     except ParseError as error:
         return Verdict.refuse(
             "unparsable",
@@ -131,6 +139,12 @@ def decide_statement(
     stmt = parsed[0].stmt
     if stmt is None:
         return Verdict.refuse("unparsable", messages.UNPARSABLE.format(command=server_tag))
+    if server_reading is not None and (ours := reading(stmt)) != server_reading:
+        return Verdict.refuse(
+            "parser_disagreement",
+            messages.UNPARSABLE.format(command=server_tag),
+            f"pglast read the statement as {ours[:300]!r}, the server as {server_reading[:300]!r}.",
+        )
     verdict = decide_node(stmt, server_tag, settings, facts)
     if verdict.allowed:
         expected = expected_command_tag(stmt)
@@ -167,7 +181,7 @@ def decide_text(
     """
     settings = settings or PolicySettings()
     facts = facts or OfflineFacts()
-    parsed = parse_sql(text)
+    parsed = parse_statements(text)
     results = []
     for raw, piece in zip(parsed, statement_texts(text, parsed), strict=True):
         assert raw.stmt is not None

@@ -169,18 +169,24 @@ def select_writes(stmt: ast.SelectStmt) -> bool:
     )
 
 
-def explain_is_analyze(stmt: ast.ExplainStmt) -> bool:
-    """Is ANALYZE among the EXPLAIN options (and not switched off)?"""
+def explain_analyzes(stmt: ast.ExplainStmt) -> bool:
+    """EXPLAIN's ANALYZE as PostgreSQL reads it: the last occurrence wins.
+
+    ANALYSE and a quoted "analyze" reach here as "analyze" too.  A value
+    PostgreSQL would reject counts as on; the server refuses that statement
+    before it runs anyway.
+    """
+    analyze = False
     for option in stmt.options or ():
         if isinstance(option, ast.DefElem) and option.defname == "analyze":
-            value = constant_text(option.arg)
-            return value is None or parse_bool(value) is not False
-    return False
+            value = constant_text(option.arg) if option.arg is not None else "on"
+            analyze = value is None or parse_bool(value) is not False
+    return analyze
 
 
 def decide_explain(stmt: ast.ExplainStmt, settings: PolicySettings) -> Verdict:
     """Plain EXPLAIN passes; EXPLAIN ANALYZE must not run a writing statement."""
-    if not explain_is_analyze(stmt):
+    if not explain_analyzes(stmt):
         return Verdict.allow("explain")
     query = stmt.query
     writes_data = isinstance(query, DML_STATEMENTS) or (
@@ -263,7 +269,8 @@ def names_temporary(rel: ast.RangeVar | None) -> bool:
     """Does a CREATE name a temporary table (TEMP, or the pg_temp schema)?"""
     if rel is None:
         return False
-    return rel.relpersistence == TEMPORARY or (rel.schemaname or "").lower() == "pg_temp"
+    # PostgreSQL compares the schema name exactly: "PG_TEMP" is another schema.
+    return rel.relpersistence == TEMPORARY or rel.schemaname == "pg_temp"
 
 
 def resolves_temporary(name: str, facts: CatalogFacts, missing_ok: bool = False) -> bool:

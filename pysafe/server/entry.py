@@ -13,8 +13,21 @@ from typing import Any
 
 from pglast.parser import ParseError
 
+from pysafe.policy.parsing import StatementTooDeep
 from pysafe.policy.settings import PolicySettings
 from pysafe.policy.statement import decide_statement, decide_text
+
+# The policy's catalog queries run under the session's search_path (relation
+# names must resolve as the session resolves them), so every operator,
+# function and type in them is schema-qualified: no role's objects in
+# "$user", public or pg_temp can stand in for PostgreSQL's.
+LANGUAGE_QUERY = (
+    "SELECT l.lanpltrusted FROM pg_catalog.pg_language l WHERE l.lanname OPERATOR(pg_catalog.=) $1"
+)
+PERSISTENCE_QUERY = (
+    "SELECT c.relpersistence FROM pg_catalog.pg_class c"
+    " WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)"
+)
 
 
 class ServerCatalogFacts:
@@ -24,25 +37,31 @@ class ServerCatalogFacts:
         self._plpy = plpy
 
     def language_is_trusted(self, name: str) -> bool | None:
-        plan = self._plpy.prepare(
-            "SELECT lanpltrusted FROM pg_catalog.pg_language WHERE lanname = $1", ["name"]
-        )
+        plan = self._plpy.prepare(LANGUAGE_QUERY, ["pg_catalog.name"])
         rows = self._plpy.execute(plan, [name])
         return bool(rows[0]["lanpltrusted"]) if len(rows) else None
 
     def relation_persistence(self, name: str) -> str | None:
-        plan = self._plpy.prepare(
-            "SELECT relpersistence FROM pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass($1)",
-            ["text"],
-        )
+        plan = self._plpy.prepare(PERSISTENCE_QUERY, ["pg_catalog.text"])
         rows = self._plpy.execute(plan, [name])
         return str(rows[0]["relpersistence"]) if len(rows) else None
 
 
-def decide_utility(statement: str, command_tag: str, flags: int, plpy: Any) -> str | None:
-    """None to allow; otherwise the refusal message (and detail after a newline)."""
+def decide_utility(
+    statement: str, command_tag: str, server_reading: str | None, flags: int, plpy: Any
+) -> str | None:
+    """The shim's question: None to allow, else its reply (Verdict.as_server_reply).
+
+    ``server_reading`` is the shim's description of the tree the server will
+    run; the policy refuses when its own reading of ``statement`` differs.
+    Python-only mode has no shim to read the tree and passes NULL.
+    """
     verdict = decide_statement(
-        statement, command_tag, PolicySettings.from_flags(flags), ServerCatalogFacts(plpy)
+        statement,
+        command_tag,
+        PolicySettings.from_flags(flags),
+        ServerCatalogFacts(plpy),
+        server_reading=server_reading,
     )
     return verdict.as_server_reply()
 
@@ -98,7 +117,9 @@ def function_review(plpy: Any) -> list[tuple[str, str, str]]:
     """Rows of pysafe.function_review(): the reviewed built-ins this server has."""
     from pysafe.policy.functions import CLEARED_FUNCTIONS, WRITING_FUNCTIONS  # noqa: PLC0415
 
-    plan = plpy.prepare("SELECT to_regprocedure($1)::oid AS fn", ["text"])
+    plan = plpy.prepare(
+        "SELECT pg_catalog.to_regprocedure($1)::pg_catalog.oid AS fn", ["pg_catalog.text"]
+    )
     rows = []
     for verdict, reviews in (("refused", WRITING_FUNCTIONS), ("allowed", CLEARED_FUNCTIONS)):
         for review in reviews:
@@ -116,10 +137,12 @@ SELECT pysafe.restriction_path(pysafe.existing_role($1)) AS path,
 
 def check(sql: str, role: str, plpy: Any) -> list[tuple[str, str, str, str | None, str | None]]:
     """Rows of pysafe.check(): what the policy does with each statement for ``role``."""
-    row = plpy.execute(plpy.prepare(CHECK_ROLE_QUERY, ["name"]), [role])[0]
+    row = plpy.execute(plpy.prepare(CHECK_ROLE_QUERY, ["pg_catalog.name"]), [role])[0]
     try:
         settings = PolicySettings.from_flags(row["flags"])
         results = decide_text(sql, settings, ServerCatalogFacts(plpy))
+    except StatementTooDeep as error:
+        plpy.error(f"pysafe.check: {error}", sqlstate="54001")
     except ParseError as error:
         plpy.error(
             f"pysafe.check: the SQL does not parse: {error}",
