@@ -219,10 +219,12 @@ CREATE SERVER audit_loopback FOREIGN DATA WRAPPER audit_fdw;
 GRANT USAGE ON FOREIGN SERVER audit_loopback TO reporting;
 CREATE USER MAPPING FOR reporting SERVER audit_loopback OPTIONS (user 'writer');
 CREATE ROLE audit_replicator LOGIN REPLICATION IN ROLE reporting;
+CREATE FUNCTION audit_owned_definer() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';
+ALTER FUNCTION audit_owned_definer() OWNER TO reporting;
 """
 
 
-def test_audit_reports_user_mappings_and_replication(server: Server) -> None:
+def test_audit_reports_user_mappings_replication_and_owned_definers(server: Server) -> None:
     server.admin(MAPPING_FIXTURE)
     try:
         rows = server.admin("SELECT severity, finding, object, fix FROM pysafe.audit()")
@@ -233,7 +235,10 @@ def test_audit_reports_user_mappings_and_replication(server: Server) -> None:
         assert replication and replication[0][0] == "high"
         assert "replication connections" in str(replication[0][1])
         assert str(replication[0][3]) == "ALTER ROLE audit_replicator NOREPLICATION"
+        owned = [r for r in rows if r[2] == "function public.audit_owned_definer()"]
+        assert owned and owned[0][0] == "medium" and "owns SECURITY DEFINER" in str(owned[0][1])
     finally:
+        server.admin("DROP FUNCTION audit_owned_definer()")
         server.admin("DROP ROLE audit_replicator; DROP SERVER audit_loopback CASCADE")
         server.admin("DROP FOREIGN DATA WRAPPER audit_fdw")
     rows = server.admin("SELECT object FROM pysafe.audit()")
