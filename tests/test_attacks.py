@@ -194,6 +194,31 @@ def test_backslash_quote_tricks_run_no_program(server: Server) -> None:
     assert server.fingerprint() == before
 
 
+def test_settings_changed_inside_one_string_change_no_reading(server: Server) -> None:
+    """The server parses a whole simple-query string before running any of it."""
+    target = scratch_path("scs-multi")
+    tricks = [
+        # Parsed with the setting off, run after it was switched on.
+        (
+            "off",
+            "SET standard_conforming_strings = on; "
+            f"COPY (SELECT '\\'') TO PROGRAM 'touch {target}' --') TO STDOUT\n",
+        ),
+        # Parsed with it on, though the string switches it off first.
+        (
+            "on",
+            "SET standard_conforming_strings = off; "
+            f"COPY (SELECT '\\'') TO PROGRAM 'touch {target}' --') TO STDOUT\n",
+        ),
+    ]
+    for setting, trick in tricks:
+        with server.connect("reporting") as conn:
+            conn.execute(f"SET standard_conforming_strings = {setting}")
+            refusal = attempt_on(conn, trick)
+            assert refusal is not None, trick
+    assert not target.exists()
+
+
 def test_backslash_quote_select_into_makes_no_permanent_table(settings: Server) -> None:
     settings.set_settings(allow_temp_objects="on")
     trick = "SELECT 1 AS a, '\\'' INTO sneaky --' INTO TEMP tt\n"
