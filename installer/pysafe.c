@@ -132,6 +132,8 @@ static ClientAuthentication_hook_type prev_ClientAuthentication = NULL;
 static GucBoolCheckHook prev_check_default_read_only = NULL;
 static GucBoolCheckHook prev_check_transaction_read_only = NULL;
 static GucStringCheckHook prev_check_session_authorization = NULL;
+static GucStringAssignHook prev_assign_session_authorization = NULL;
+static GucStringCheckHook prev_check_role = NULL;
 
 /*
  * The restricted identity a session switched into with SET SESSION
@@ -552,6 +554,45 @@ check_session_authorization_guarded(char **newval, void **extra, GucSource sourc
 		prev_check_session_authorization(newval, extra, source) : true;
 }
 
+/*
+ * Wrapped assign hook of session_authorization.  Resets reach no check hook
+ * (set_config('session_authorization', NULL, false)), so when the session
+ * has just left the identity pysafe.lock_session_authorization locks, end
+ * it here, before anything else in the statement runs as the login.  At
+ * the end of a transaction (a SET LOCAL undone at COMMIT) the transaction
+ * is no longer in progress; guard_locked_identity() then ends the session
+ * at its next hook.
+ */
+static void
+assign_session_authorization_guarded(const char *newval, void *extra)
+{
+	if (prev_assign_session_authorization)
+		prev_assign_session_authorization(newval, extra);
+	if (OidIsValid(locked_identity) && IsTransactionState())
+		guard_locked_identity();
+}
+
+/*
+ * Wrapped check hook of role (SET ROLE, set_config('role', ...)): a
+ * restricted session may not become a superuser.  As one it could change
+ * any superuser-only setting and call superuser-only functions; its session
+ * user stays restricted, but that is too much reach for a read-only session.
+ */
+static bool
+check_role_guarded(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && strcmp(*newval, "none") != 0 && source > PGC_S_ARGV &&
+		restricted_for_setting_change())
+	{
+		Oid			role = get_role_oid(*newval, true);
+
+		if (OidIsValid(role) && superuser_arg(role))
+			return refuse_setting_change("role",
+										 "cannot SET ROLE to a superuser role in a read-only session");
+	}
+	return prev_check_role ? prev_check_role(newval, extra, source) : true;
+}
+
 /* The GUC table entry of a core setting, or NULL. */
 static struct config_generic *
 find_core_setting(const char *name)
@@ -571,9 +612,10 @@ find_core_setting(const char *name)
 }
 
 /*
- * Put pysafe's guards in front of the check hooks of the core settings that
- * could lift read-only or undo a locked SET SESSION AUTHORIZATION.  Runs
- * once, in the postmaster; backends inherit the tables.
+ * Put pysafe's guards in front of the hooks of the core settings that could
+ * lift read-only, undo a locked SET SESSION AUTHORIZATION, or make a
+ * restricted session a superuser.  Runs once, in the postmaster; backends
+ * inherit the tables.
  */
 static void
 guard_core_settings(void)
@@ -597,6 +639,14 @@ guard_core_settings(void)
 		elog(FATAL, "pysafe: setting session_authorization not found");
 	prev_check_session_authorization = ((struct config_string *) record)->check_hook;
 	((struct config_string *) record)->check_hook = check_session_authorization_guarded;
+	prev_assign_session_authorization = ((struct config_string *) record)->assign_hook;
+	((struct config_string *) record)->assign_hook = assign_session_authorization_guarded;
+
+	record = find_core_setting("role");
+	if (record == NULL || record->vartype != PGC_STRING)
+		elog(FATAL, "pysafe: setting role not found");
+	prev_check_role = ((struct config_string *) record)->check_hook;
+	((struct config_string *) record)->check_hook = check_role_guarded;
 }
 
 /* ---------------------------------------------------------------------
@@ -637,7 +687,8 @@ plan_writes_only_temporary_tables(PlannedStmt *stmt)
 		RangeTblEntry *rte = rt_fetch(lfirst_int(lc), stmt->rtable);
 
 		if (rte->rtekind != RTE_RELATION ||
-			get_rel_persistence(rte->relid) != RELPERSISTENCE_TEMP)
+			get_rel_persistence(rte->relid) != RELPERSISTENCE_TEMP ||
+			!isTempNamespace(get_rel_namespace(rte->relid)))
 			return false;
 	}
 	return true;
@@ -1468,7 +1519,15 @@ names_temporary_table(RangeVar *rel)
 		 (rel->schemaname != NULL && strcmp(rel->schemaname, "pg_temp") == 0));
 }
 
-/* Does the name resolve, as the session resolves it now, to a temporary table? */
+/* Is the relation one of this session's own temporary tables (not another session's)? */
+static bool
+is_own_temporary_relation(Oid relid)
+{
+	return get_rel_persistence(relid) == RELPERSISTENCE_TEMP &&
+		isTempNamespace(get_rel_namespace(relid));
+}
+
+/* Does the name resolve, as the session resolves it now, to one of its temporary tables? */
 static bool
 resolves_to_temporary(RangeVar *rel, bool missing_ok)
 {
@@ -1476,7 +1535,7 @@ resolves_to_temporary(RangeVar *rel, bool missing_ok)
 
 	if (!OidIsValid(relid))
 		return missing_ok;
-	return get_rel_persistence(relid) == RELPERSISTENCE_TEMP;
+	return is_own_temporary_relation(relid);
 }
 
 /*

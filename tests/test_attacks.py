@@ -32,6 +32,7 @@ from psycopg.pq import TransactionStatus
 from tests.support import (
     READ_ONLY_SQLSTATE,
     Server,
+    assert_each_refused,
     attempt_on,
     writes_as_unrestricted,
 )
@@ -359,7 +360,9 @@ def setting_functions(server: Server) -> Iterator[None]:
 
 @pytest.mark.usefixtures("setting_functions")
 @pytest.mark.parametrize("route", SETTING_ROUTES)
-@pytest.mark.parametrize("role_switch", [None, "SET ROLE power"])
+@pytest.mark.parametrize(
+    "role_switch", [None, "SET ROLE power", "SELECT set_config('role', 'power', false)"]
+)
 def test_protected_settings_cannot_be_changed(
     server: Server, route: str, role_switch: str | None
 ) -> None:
@@ -367,11 +370,10 @@ def test_protected_settings_cannot_be_changed(
     before = server.fingerprint()
     with server.connect("reporting_with_power") as conn:
         if role_switch:
-            conn.execute(role_switch)
+            refused_on(conn, role_switch)  # the superuser role is out of reach
         refusal = attempt_on(conn, route)
-        # Without the superuser role, PostgreSQL's own privilege check may come first.
-        expected = (READ_ONLY_SQLSTATE,) if role_switch else (READ_ONLY_SQLSTATE, "42501")
-        assert refusal is not None and refusal.sqlstate in expected, refusal
+        # PostgreSQL's own privilege check may come first.
+        assert refusal is not None and refusal.sqlstate in (READ_ONLY_SQLSTATE, "42501"), refusal
         conn.execute("RESET ROLE")
         refused_on(conn, INSERT)
         row = conn.execute(
@@ -380,6 +382,29 @@ def test_protected_settings_cannot_be_changed(
         ).fetchone()
         assert row is not None and row[1:] == ("on", "on") and row[0] != ""
     assert server.fingerprint() == before
+
+
+def test_restricted_sessions_cannot_become_superusers(server: Server) -> None:
+    """SET ROLE to a superuser role would reach every superuser-only setting and function."""
+    routes = (
+        "SET ROLE power",
+        "SET LOCAL ROLE power",
+        "SELECT set_config('role', 'power', false)",
+        "DO $$BEGIN PERFORM set_config('role', 'power', true); END$$",
+    )
+    with server.connect("reporting_with_power") as conn:
+        assert_each_refused(conn, routes)
+        assert conn.execute("SELECT current_user").fetchone() == ("reporting_with_power",)
+        refusal = attempt_on(conn, "SELECT set_config('log_min_messages', 'panic', false)")
+        assert refusal is not None and refusal.sqlstate == "42501"  # PostgreSQL's own check
+        assert attempt_on(conn, "SET ROLE can_write", "RESET ROLE") is None  # others: yes
+    # Control: an unrestricted member of the same superuser role.
+    server.admin("CREATE ROLE free_power LOGIN IN ROLE power")
+    try:
+        with server.connect("free_power") as conn:
+            assert attempt_on(conn, *routes[:1], "SET log_min_messages = warning") is None
+    finally:
+        server.admin("DROP ROLE free_power")
 
 
 def test_protected_settings_from_role_database_and_startup(server: Server) -> None:
@@ -471,6 +496,20 @@ def test_reset_paths_end_the_session(settings: Server, escape: tuple[str, ...]) 
         assert refusal is not None
         assert conn.closed or conn.broken or attempt_on(conn, "SELECT 1") is not None
     assert settings.fingerprint() == before
+
+
+def test_reset_path_runs_nothing_more_in_the_same_statement(settings: Server) -> None:
+    """The reset ends the session at once: later expressions never run as the login."""
+    settings.set_settings(lock_session_authorization="on")
+    with switched_session(settings) as conn, pytest.raises(psycopg.Error) as raised:
+        conn.execute(
+            "SELECT set_config('session_authorization', NULL, false),"
+            " current_setting('data_directory'), session_user"
+        ).fetchall()
+    assert raised.value.sqlstate == READ_ONLY_SQLSTATE
+    assert conn.closed or conn.broken
+    log = settings.cluster.log_path.read_text(errors="replace")
+    assert "left the restricted identity locked by pysafe.lock_session_authorization" in log
 
 
 def test_set_local_session_authorization_ends_at_commit(settings: Server) -> None:
@@ -630,6 +669,36 @@ def test_policy_lookups_ignore_the_sessions_operators(
     assert not target.exists()
     # Not the fingerprint: the session's temporary tables go with it, in the background.
     assert server.admin(ACCOUNTS_CONTENT) == before
+
+
+@pytest.fixture
+def other_sessions_temporary_table(settings: Server) -> Iterator[tuple[psycopg.Connection, str]]:
+    """An unrestricted session's temporary table, whose owner a restricted role is a member of."""
+    settings.admin("CREATE ROLE temp_owner LOGIN")
+    settings.admin("GRANT TEMPORARY ON DATABASE postgres TO temp_owner")
+    settings.admin("GRANT temp_owner TO reporting")
+    victim = settings.connect("temp_owner")
+    victim.execute("CREATE TEMP TABLE victim_tmp (a int)")
+    victim.execute("INSERT INTO victim_tmp VALUES (42)")
+    row = victim.execute("SELECT pg_my_temp_schema()::regnamespace::text").fetchone()
+    assert row is not None
+    yield victim, str(row[0])
+    victim.close()
+    settings.admin("DROP OWNED BY temp_owner; DROP ROLE temp_owner")
+
+
+def test_other_sessions_temporary_tables_are_not_ours(
+    settings: Server, other_sessions_temporary_table: tuple[psycopg.Connection, str]
+) -> None:
+    """allow_temp_objects covers the session's own temporary tables, nobody else's."""
+    settings.set_settings(allow_temp_objects="on")
+    victim, schema = other_sessions_temporary_table
+    with settings.connect("reporting") as conn:
+        for route in ("", "SET ROLE temp_owner; "):
+            refusal = attempt_on(conn, f"{route}DROP TABLE {schema}.victim_tmp")
+            assert refusal is not None, route
+            conn.execute("RESET ROLE")
+    assert victim.execute("SELECT a FROM victim_tmp").fetchall() == [(42,)]
 
 
 # ---------------------------------------------------------------------------
@@ -821,3 +890,22 @@ def test_malformed_reply_is_a_logged_refusal(
         time.sleep(0.05)
     assert '"rule": "policy_malformed"' in tail
     assert os.path.exists(log)
+
+
+# ---------------------------------------------------------------------------
+# Real clients read as before: the readings agree on what they send
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("jobs", [None, "2"])
+def test_pg_dump_works_for_a_restricted_role(server: Server, jobs: str | None) -> None:
+    """pg_dump sends BEGIN ... READ ONLY, SET TRANSACTION, LOCK, COPY TO STDOUT (and,
+    in parallel, pg_export_snapshot() and SET TRANSACTION SNAPSHOT)."""
+    before = server.fingerprint()
+    target = Path(tempfile.mkdtemp(prefix="pysafe-dump-")) / "dump"
+    command = [str(server.cluster.bindir / "pg_dump"), "-d", server.cluster.dsn("reporting")]
+    command += ["--table", "accounts", "--table", "rich"]
+    command += ["-Fd", "-j", jobs, "-f", str(target)] if jobs else ["-f", str(target)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert server.fingerprint() == before

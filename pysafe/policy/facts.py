@@ -19,7 +19,8 @@ class CatalogFacts(Protocol):
 
     def relation_persistence(self, name: str) -> str | None:
         """pg_class.relpersistence of a (quoted, possibly qualified) name as the
-        session resolves it: "t" for temporary; None when there is no such relation."""
+        session resolves it: "t" for one of the session's own temporary tables
+        (another session's reads as "o"); None when there is no such relation."""
         ...
 
 

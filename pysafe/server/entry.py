@@ -24,8 +24,12 @@ from pysafe.policy.statement import decide_statement, decide_text
 LANGUAGE_QUERY = (
     "SELECT l.lanpltrusted FROM pg_catalog.pg_language l WHERE l.lanname OPERATOR(pg_catalog.=) $1"
 )
+# Another session's temporary table reads as "o": only the session's own count.
 PERSISTENCE_QUERY = (
-    "SELECT c.relpersistence FROM pg_catalog.pg_class c"
+    "SELECT CASE WHEN c.relpersistence OPERATOR(pg_catalog.=) 't'"
+    " AND c.relnamespace OPERATOR(pg_catalog.<>) pg_catalog.pg_my_temp_schema()"
+    " THEN 'o' ELSE c.relpersistence END AS relpersistence"
+    " FROM pg_catalog.pg_class c"
     " WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)"
 )
 
