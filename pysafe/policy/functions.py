@@ -257,7 +257,7 @@ CLEARED_FUNCTIONS: tuple[FunctionReview, ...] = (
     ),
     *_group(
         "changes only the calling session's own state",
-        # The shim puts the read-only settings back at the next statement.
+        # The shim's check hooks refuse the protected settings on this path.
         "set_config(text,text,boolean)",
         "current_query()",
         "currval(regclass)",
@@ -269,6 +269,8 @@ CLEARED_FUNCTIONS: tuple[FunctionReview, ...] = (
         "pg_advisory_unlock_all()",
         "pg_stat_clear_snapshot()",
         "pg_stat_force_next_flush()",
+        # Writes a snapshot file under pg_snapshots/ that lives until the
+        # transaction ends; pg_dump -j needs it to read one consistent state.
         "pg_export_snapshot()",
         "pg_replication_origin_session_reset()",
         "pg_replication_origin_xact_reset()",
