@@ -414,6 +414,28 @@ guard_locked_identity(void)
 				 errhint("Open a new connection for each identity; a locked session cannot switch back.")));
 }
 
+/*
+ * End a restricted session that acts as a superuser role.  check_role_guarded()
+ * refuses SET ROLE to one, but a session that was in such a role before it
+ * became restricted (pysafe.restrict(), a reload of pysafe.roles) keeps it:
+ * as a superuser it could change any superuser-only setting.  Only a role
+ * set with SET ROLE counts (InvalidOid otherwise), so the common case costs
+ * one comparison.
+ */
+static void
+guard_superuser_role(void)
+{
+	Oid			role = GetCurrentRoleId();
+
+	if (OidIsValid(role) && superuser_arg(role))
+		ereport(FATAL,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("terminating connection: a read-only session may not act as superuser role \"%s\"",
+						GetUserNameFromId(role, true)),
+				 errdetail("The session became restricted by pysafe while SET ROLE made it a superuser."),
+				 errhint("Reconnect; restricted sessions cannot SET ROLE to a superuser role.")));
+}
+
 /* Remember the restricted identity a locked session switched into. */
 static void
 note_locked_identity(void)
@@ -437,6 +459,7 @@ checks_apply(void)
 		return false;
 	if (!IsParallelWorker())
 	{
+		guard_superuser_role();
 		keep_login_defaults();
 		note_locked_identity();
 	}

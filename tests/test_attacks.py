@@ -407,6 +407,32 @@ def test_restricted_sessions_cannot_become_superusers(server: Server) -> None:
         server.admin("DROP ROLE free_power")
 
 
+@pytest.mark.parametrize("how", ["restrict", "roles"])
+def test_a_session_restricted_while_in_a_superuser_role_ends(settings: Server, how: str) -> None:
+    """A superuser role set before the restriction is not kept past it."""
+    settings.admin("CREATE ROLE late_power LOGIN IN ROLE power, can_write")
+    try:
+        with settings.connect("late_power") as conn:
+            conn.execute("SET ROLE power")
+            if how == "restrict":
+                settings.admin("SELECT pysafe.restrict('late_power')")
+            else:
+                settings.set_settings(roles="reporting, late_power")
+            before = settings.fingerprint()
+            with pytest.raises(psycopg.Error) as raised:
+                conn.execute("SET log_min_messages = panic")
+            assert raised.value.sqlstate == READ_ONLY_SQLSTATE
+            assert conn.closed or conn.broken
+            assert settings.fingerprint() == before
+        # Reconnected, it is restricted and cannot take the role again.
+        with settings.connect("late_power") as conn:
+            refused_on(conn, "SET ROLE power")
+    finally:
+        if how == "restrict":
+            settings.admin("SELECT pysafe.unrestrict('late_power')")
+        settings.admin("DROP ROLE late_power")
+
+
 def test_protected_settings_from_role_database_and_startup(server: Server) -> None:
     """pysafe.* are cluster-wide: ALTER ROLE/DATABASE SET and startup options are refused."""
     for statement in (
