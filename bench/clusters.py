@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from pysafe.install import install
 from pysafe.localcluster import LocalCluster
+
+TPS = re.compile(r"tps = ([\d.]+)")
 
 RESTRICTED_ROLE = "reporting"
 UNRESTRICTED_ROLE = "app_user"
@@ -20,3 +24,29 @@ def prepare(cluster: LocalCluster, with_pysafe: bool) -> None:
         if with_pysafe:
             conn.execute(f"ALTER SYSTEM SET pysafe.roles = '{RESTRICTED_ROLE}'")
             conn.execute("SELECT pg_reload_conf()")
+
+
+def pgbench_tps(
+    cluster: LocalCluster, role: str, script: str, seconds: int, *options: str
+) -> float:
+    """Transactions per second of one pgbench run of ``script`` as ``role``."""
+    result = cluster.run_as_service_user(
+        str(cluster.bindir / "pgbench"),
+        "-n",
+        *options,
+        "-T",
+        str(seconds),
+        "-f",
+        script,
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(cluster.port),
+        "-U",
+        role,
+        "postgres",
+    )
+    match = TPS.search(result.stdout)
+    if result.returncode != 0 or match is None:
+        raise RuntimeError(f"pgbench failed:\n{result.stdout}\n{result.stderr}")
+    return float(match.group(1))

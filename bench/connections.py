@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -23,10 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.clusters import prepare
+from bench.clusters import pgbench_tps, prepare
 from pysafe.localcluster import LocalCluster
-
-TPS = re.compile(r"tps = ([\d.]+)")
 
 
 @dataclass(frozen=True)
@@ -36,29 +33,6 @@ class Case:
 
 
 CASES = [Case("app_user", 1.05), Case("reporting", 1.10)]
-
-
-def pgbench_tps(cluster: LocalCluster, role: str, script: str, seconds: int) -> float:
-    result = cluster.run_as_service_user(
-        str(cluster.bindir / "pgbench"),
-        "-n",
-        "-C",
-        "-T",
-        str(seconds),
-        "-f",
-        script,
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(cluster.port),
-        "-U",
-        role,
-        "postgres",
-    )
-    match = TPS.search(result.stdout)
-    if result.returncode != 0 or match is None:
-        raise RuntimeError(f"pgbench failed:\n{result.stdout}\n{result.stderr}")
-    return float(match.group(1))
 
 
 def main() -> int:
@@ -84,7 +58,7 @@ def main() -> int:
             for round_number in range(args.rounds):
                 pair = [(bare, bare_tps), (safe, safe_tps)]
                 for cluster, results in pair if round_number % 2 == 0 else reversed(pair):
-                    results.append(pgbench_tps(cluster, case.role, handle.name, args.seconds))
+                    results.append(pgbench_tps(cluster, case.role, handle.name, args.seconds, "-C"))
             cost = statistics.median(b / s for b, s in zip(bare_tps, safe_tps, strict=True))
             case_missed = cost > case.goal
             missed |= case_missed

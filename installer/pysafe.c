@@ -1038,6 +1038,80 @@ explain_mentions_analyze(ExplainStmt *stmt)
 	return false;
 }
 
+/* Is the constant one PostgreSQL reads as boolean true (on, true, yes, 1 ...)? */
+static bool
+constant_is_true(Node *node)
+{
+	bool		value = false;
+
+	if (node == NULL || !IsA(node, A_Const))
+		return false;
+#if PG_VERSION_NUM >= 150000
+	if (((A_Const *) node)->isnull)
+		return false;
+#endif
+	node = (Node *) &((A_Const *) node)->val;
+	switch (nodeTag(node))
+	{
+#if PG_VERSION_NUM >= 150000
+		case T_Boolean:
+			return boolVal(node);
+#endif
+		case T_Integer:
+			return intVal(node) == 1;
+		case T_String:
+			return parse_bool(strVal(node), &value) && value;
+		default:
+			return false;
+	}
+}
+
+/*
+ * Do transaction options (BEGIN, START TRANSACTION, SET TRANSACTION, SET
+ * SESSION CHARACTERISTICS) leave read-only alone?  Isolation levels,
+ * [NOT] DEFERRABLE and READ ONLY do; anything else goes to Python.
+ */
+static bool
+transaction_options_keep_read_only(List *options)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *option = (DefElem *) lfirst(lc);
+
+		if (!IsA(option, DefElem))
+			return false;
+		if (strcmp(option->defname, "transaction_read_only") == 0)
+		{
+			if (!constant_is_true(option->arg))
+				return false;
+		}
+		else if (strcmp(option->defname, "transaction_isolation") != 0 &&
+				 strcmp(option->defname, "transaction_deferrable") != 0)
+			return false;
+	}
+	return true;
+}
+
+/* Does a SET keep the read-only settings on (SET ... = on, true, 1 ...)? */
+static bool
+sets_read_only_on(VariableSetStmt *set)
+{
+	return set->kind == VAR_SET_VALUE && set->name != NULL &&
+		(pg_strcasecmp(set->name, "default_transaction_read_only") == 0 ||
+		 pg_strcasecmp(set->name, "transaction_read_only") == 0) &&
+		list_length(set->args) == 1 && constant_is_true(linitial(set->args));
+}
+
+/* Is SET SESSION AUTHORIZATION locked for this session (DISCARD ALL would undo it)? */
+static bool
+session_authorization_locked(void)
+{
+	return pysafe_lock_session_authorization &&
+		GetSessionUserId() != GetAuthenticatedUserId();
+}
+
 /*
  * The C fast path: statements that are safe whatever their details, so the
  * Python policy need not be asked.  Anything else goes to Python.  A test
@@ -1063,8 +1137,12 @@ utility_fast_path_allows(Node *stmt)
 		case T_CallStmt:
 			return true;
 		case T_DiscardStmt:
-			/* DISCARD ALL goes to Python: it can undo SET SESSION AUTHORIZATION. */
-			return ((DiscardStmt *) stmt)->target != DISCARD_ALL;
+			/* DISCARD ALL includes SET SESSION AUTHORIZATION DEFAULT. */
+			return ((DiscardStmt *) stmt)->target != DISCARD_ALL ||
+				!session_authorization_locked();
+		case T_LockStmt:
+			/* Up to ROW SHARE: no lock a writer needs (pg_dump's ACCESS SHARE). */
+			return ((LockStmt *) stmt)->mode <= RowShareLock;
 		case T_ExplainStmt:
 			return !explain_mentions_analyze((ExplainStmt *) stmt);
 		case T_CopyStmt:
@@ -1078,12 +1156,12 @@ utility_fast_path_allows(Node *stmt)
 			{
 				TransactionStmt *txn = (TransactionStmt *) stmt;
 
-				/* BEGIN/START with options (READ WRITE?) and 2PC go to Python. */
+				/* BEGIN/START asking for READ WRITE, and 2PC, go to Python. */
 				switch (txn->kind)
 				{
 					case TRANS_STMT_BEGIN:
 					case TRANS_STMT_START:
-						return txn->options == NIL;
+						return transaction_options_keep_read_only(txn->options);
 					case TRANS_STMT_COMMIT:
 					case TRANS_STMT_ROLLBACK:
 					case TRANS_STMT_SAVEPOINT:
@@ -1101,10 +1179,20 @@ utility_fast_path_allows(Node *stmt)
 				switch (set->kind)
 				{
 					case VAR_SET_VALUE:
+						return !is_protected_setting(set->name) || sets_read_only_on(set);
 					case VAR_SET_DEFAULT:
 					case VAR_SET_CURRENT:
 					case VAR_RESET:
 						return !is_protected_setting(set->name);
+					case VAR_RESET_ALL:
+						/* session_authorization is not among what it resets. */
+						return true;
+					case VAR_SET_MULTI:
+						/* SET TRANSACTION / SESSION CHARACTERISTICS without READ WRITE. */
+						return set->name != NULL &&
+							(strcmp(set->name, "TRANSACTION") == 0 ||
+							 strcmp(set->name, "SESSION CHARACTERISTICS") == 0) &&
+							transaction_options_keep_read_only(set->args);
 					default:
 						return false;
 				}

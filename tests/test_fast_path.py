@@ -89,6 +89,32 @@ HAND_PICKED = [
     "CREATE TEMP TABLE x (a int)",
     "DROP TABLE x",
     "SELECT 1",
+    # What clients send every transaction (issue 10): read-only or isolation only.
+    "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+    "BEGIN TRANSACTION ISOLATION LEVEL SERIALIZABLE READ ONLY DEFERRABLE",
+    "START TRANSACTION READ ONLY, NOT DEFERRABLE",
+    "BEGIN READ ONLY, READ WRITE",
+    "BEGIN READ WRITE, READ ONLY",
+    "SET TRANSACTION READ ONLY",
+    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+    "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE",
+    "SET TRANSACTION SNAPSHOT '00000003-0000001B-1'",
+    "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+    "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED",
+    "SET default_transaction_read_only = true",
+    "SET default_transaction_read_only TO 'yes'",
+    "SET default_transaction_read_only = 1",
+    "SET default_transaction_read_only = 2",
+    "SET default_transaction_read_only = 'of'",
+    "SET default_transaction_read_only = ' on'",
+    "SET default_transaction_read_only = 1.0",
+    "SET LOCAL transaction_read_only = on",
+    "SET transaction_read_only = t",
+    "SET transaction_read_only = on, off",
+    "LOCK TABLE t IN ACCESS SHARE MODE",
+    "LOCK t IN ROW SHARE MODE NOWAIT",
+    "LOCK t IN ROW EXCLUSIVE MODE",
+    "LOCK t",
 ]
 
 ALL_SETTINGS = [PolicySettings.from_flags(flags) for flags in range(256)]
@@ -116,20 +142,42 @@ def test_fast_path_allows_only_what_python_allows(server: Server) -> None:
         for sql in statements
         if fast[sql]
         for settings in ALL_SETTINGS
+        if not (sql == "DISCARD ALL" and settings.session_authorization_locked)
         if not all(result.verdict.allowed for result in decide_text(sql, settings))
     ]
     assert disagreements == []
     # The fast path is not vacuous, and leaves protected settings to Python.
     assert fast["SET work_mem = '8MB'"] and fast["COMMIT"] and fast["SHOW work_mem"]
-    assert not fast["SET default_transaction_read_only = on"]
+    assert fast["SET default_transaction_read_only = on"] and fast["SET transaction_read_only = t"]
     assert not fast['SET "DEFAULT_TRANSACTION_READ_ONLY" = off']
-    assert not fast["BEGIN READ ONLY"]
-    assert not fast["RESET ALL"]
+    assert not fast["SET default_transaction_read_only = ' on'"]
+    assert not fast["SET default_transaction_read_only = 2"]
+    assert fast["BEGIN READ ONLY"] and fast["BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"]
+    assert not fast["BEGIN READ ONLY, READ WRITE"] and not fast["BEGIN READ WRITE, READ ONLY"]
+    assert fast["SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE"]
+    assert fast["SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"]
+    assert not fast["SET TRANSACTION READ WRITE"]
+    assert not fast["SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE"]
+    assert fast["LOCK TABLE t IN ACCESS SHARE MODE"] and not fast["LOCK t"]
+    assert fast["RESET ALL"] and fast["DISCARD ALL"]  # this session has no locked identity
     assert fast["DECLARE c CURSOR WITH HOLD FOR SELECT 1"] and fast["COPY t TO STDOUT"]
     assert fast["EXPLAIN INSERT INTO t VALUES (1)"] and fast["DISCARD PLANS"]
     assert not fast["EXPLAIN (ANALYZE off) INSERT INTO t VALUES (1)"]
     assert not fast["COPY t TO PROGRAM 'cat'"] and not fast["COPY t FROM STDIN"]
-    assert not fast["DISCARD ALL"] and not fast["DO $$BEGIN END$$"]
+    assert not fast["DO $$BEGIN END$$"] and not fast["PREPARE TRANSACTION 'x'"]
+
+
+def test_discard_all_goes_to_python_when_the_identity_is_locked(settings: Server) -> None:
+    """The fast path's one runtime input: a locked SET SESSION AUTHORIZATION."""
+    settings.set_settings(lock_session_authorization="on")
+    with settings.connect("app_login") as conn:
+        row = conn.execute("SELECT pysafe.fast_path_allows('DISCARD ALL')").fetchone()
+        assert row == (True,)
+        conn.execute("SET SESSION AUTHORIZATION reporting")
+        row = conn.execute("SELECT pysafe.fast_path_allows('DISCARD ALL')").fetchone()
+        assert row == (False,)
+        refusal = attempt_on(conn, "DISCARD ALL")
+        assert refusal is not None and refusal.sqlstate == "25006"
 
 
 def backend_has_python(pid: int) -> bool:
@@ -163,6 +211,15 @@ def test_sessions_needing_no_python_decision_never_load_python(server: Server) -
             "EXPLAIN SELECT * FROM accounts",
             "COPY accounts TO STDOUT",
             "LISTEN chan",
+            # What drivers and pg_dump send around every transaction.
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            "LOCK TABLE accounts IN ACCESS SHARE MODE",
+            "COMMIT",
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE",
+            "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+            "SET default_transaction_read_only = on",
+            "RESET ALL",
+            "DISCARD ALL",
         )
         attempt_on(conn, "INSERT INTO accounts VALUES (1, 1)")  # refused in C
         attempt_on(conn, "SELECT c_volatile()")  # refused in C
