@@ -1976,13 +1976,20 @@ pysafe_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
  */
 
 /*
- * ClientAuthentication_hook: a restricted role may not open a replication
- * connection.  Walsender commands (CREATE_REPLICATION_SLOT, BASE_BACKUP,
- * START_REPLICATION ...) pass none of the other hooks, and each changes
- * server state, so the connection itself is refused.  Authentication runs
- * inside the backend's start-up transaction, so the role catalogs can be
- * read; should they not be, the connection is refused (fail closed)
- * unless the role is a superuser.
+ * ClientAuthentication_hook, for every connection that authenticated.
+ *
+ * A restricted login starts with default_transaction_read_only on, set
+ * here, inside the backend's start-up transaction: every PostgreSQL
+ * version then reports it to the client before the first statement (libpq
+ * target_session_attrs=read-only), with no login trigger or preloaded
+ * library, and per-role or startup values cannot lower it.
+ *
+ * A restricted role may not open a replication connection.  Walsender
+ * commands (CREATE_REPLICATION_SLOT, BASE_BACKUP, START_REPLICATION ...)
+ * pass none of the other hooks, and each changes server state, so the
+ * connection itself is refused.  Should the role catalogs not be readable
+ * here, a replication connection is refused (fail closed); superusers are
+ * settled before any catalog lookup.
  */
 static void
 pysafe_ClientAuthentication(Port *port, int status)
@@ -1993,14 +2000,28 @@ pysafe_ClientAuthentication(Port *port, int status)
 
 	if (prev_ClientAuthentication)
 		prev_ClientAuthentication(port, status);
-	if (status != STATUS_OK || !am_walsender)
+	if (status != STATUS_OK)
 		return;
 	if (!IsTransactionState())
-		ereport(FATAL,
-				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-				 errmsg("pysafe cannot check replication connections here")));
+	{
+		if (am_walsender)
+			ereport(FATAL,
+					(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+					 errmsg("pysafe cannot check replication connections here")));
+		return;
+	}
 	role = get_role_oid(port->user_name, true);
 	restricted = OidIsValid(role) && compute_session_restricted(role);
+	/* The login will be the session user: its first statement finds the answer cached. */
+	restriction_cache_user = role;
+	restriction_cache_value = restricted;
+	restriction_cache_valid = OidIsValid(role);
+	if (restricted && !am_walsender)
+	{
+		if (pysafe_force_read_only)
+			SetConfigOption("default_transaction_read_only", "on", PGC_SUSET, PGC_S_SESSION);
+		return;
+	}
 	if (!restricted)
 		return;
 	message = psprintf("role \"%s\" is restricted by pysafe and cannot open replication connections",

@@ -11,6 +11,7 @@ none may keep anyone out.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 
 import psycopg
@@ -67,11 +68,11 @@ def test_the_login_path_fits_the_server_version(server: Server) -> None:
 def test_what_the_connection_reports_before_any_statement(
     server: Server, user: str, restricted: bool
 ) -> None:
-    """default_transaction_read_only is reported to clients (ParameterStatus)."""
+    """default_transaction_read_only is reported to clients (ParameterStatus) at
+    connection, on every version: the shim sets it during authentication."""
     with server.connect(user) as conn:
         reported = conn.info.parameter_status("default_transaction_read_only")
-        at_login = restricted and server.cluster.major >= LOGIN_EVENTS
-        assert reported == ("on" if at_login else "off")
+        assert reported == ("on" if restricted else "off")
         conn.execute("SELECT 1")
         assert conn.info.parameter_status("default_transaction_read_only") == (
             "on" if restricted else "off"
@@ -135,3 +136,20 @@ def test_documented_recovery_from_a_broken_login_path(server: Server) -> None:
                 attempt_on(conn, statement)
     assert first_statement_sees(server, "postgres") == "off"
     assert first_statement_sees(server, "reporting") == "on"
+
+
+@pytest.mark.parametrize(("user", "accepted"), [("reporting", True), ("writer", False)])
+def test_target_session_attrs_read_only(server: Server, user: str, accepted: bool) -> None:
+    """libpq's target_session_attrs=read-only finds restricted logins read-only, with
+    no login trigger or preloaded library (psql, a real client)."""
+    conninfo = server.cluster.dsn(user, target_session_attrs="read-only")
+    result = subprocess.run(
+        [str(server.cluster.bindir / "psql"), "-X", "-At", conninfo, "-c", "SELECT 1"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if accepted:
+        assert result.returncode == 0 and result.stdout.strip() == "1", result.stderr
+    else:
+        assert result.returncode != 0 and "not read-only" in result.stderr, result.stderr
