@@ -818,6 +818,13 @@ language_is_trusted(Oid langoid)
  * Refuse a function that may have side effects: a volatile C-language (or
  * non-built-in internal) function, every C function under
  * block_all_c_functions, and volatile functions in untrusted languages.
+ *
+ * Built-in functions are left to the reviewed classification: they are
+ * checked when the executor announces them (check_builtin_function()).
+ * They reach this check only when the planner asks whether a function in
+ * FROM may be inlined (FmgrHookIsNeeded), which is not a call; judging them
+ * here by the C-language rule refused cleared ones such as pg_lock_status()
+ * behind pg_locks.
  */
 static void
 check_function_allowed(Oid fn_oid)
@@ -837,7 +844,9 @@ check_function_allowed(Oid fn_oid)
 		return;					/* fmgr itself reports the missing function */
 	proc = (Form_pg_proc) GETSTRUCT(tuple);
 
-	if (callable_from_sql(proc))
+	if (fn_oid < FirstGenbkiObjectId && proc->prolang == INTERNALlanguageId)
+		;						/* built-in: the review decides (see above) */
+	else if (callable_from_sql(proc))
 	{
 		c_language = proc->prolang == ClanguageId ||
 			proc->prolang == INTERNALlanguageId;

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -130,3 +132,45 @@ def test_parallel_query_plans_work(server: Server) -> None:
         launched = re.findall(r"'Workers Launched': (\d+)", str(row[0]))
         assert launched and int(launched[0]) > 0, row
         assert conn.execute("SELECT sum(balance) FROM accounts").fetchone() == (150,)
+
+
+@pytest.fixture
+def partitioned(server: Server) -> Iterator[None]:
+    server.admin(
+        "CREATE TABLE parted (id int) PARTITION BY RANGE (id);"
+        "CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (10);"
+        "GRANT SELECT ON parted, parted_1 TO can_write; GRANT pg_read_all_stats TO reporting"
+    )
+    yield
+    server.admin("DROP TABLE parted; REVOKE pg_read_all_stats FROM reporting")
+
+
+@pytest.mark.usefixtures("partitioned")
+def test_every_system_view_reads(server: Server) -> None:
+    """Every view of pg_catalog and information_schema, with pg_read_all_stats: no refusal."""
+    views = server.admin(
+        "SELECT format('%I.%I', schemaname, viewname) FROM pg_views"
+        " WHERE schemaname IN ('pg_catalog', 'information_schema') ORDER BY 1"
+    )
+    assert len(views) > 100
+    refused = []
+    with server.connect("reporting") as conn:
+        for (view,) in views:
+            refusal = attempt_on(conn, f"SELECT * FROM {view} LIMIT 1")
+            if refusal is not None and refusal.sqlstate == "25006":
+                refused.append((view, refusal.message))
+    assert refused == []
+
+
+@pytest.mark.usefixtures("partitioned")
+def test_psql_describes_partitioned_tables(server: Server) -> None:
+    """psql's \\d, \\d+ and \\dP+ call pg_partition_ancestors() and pg_partition_tree()."""
+    psql = [str(server.cluster.bindir / "psql"), "-X", server.cluster.dsn("reporting")]
+    for command in ("\\d parted", "\\d+ parted_1", "\\dP+", "\\dPn+"):
+        result = subprocess.run(
+            [*psql, "-c", command],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0 and "ERROR" not in result.stderr, (command, result.stderr)

@@ -133,6 +133,49 @@ def test_cleared_function_allowed(
     assert refusal is None or refusal.sqlstate != UNDEFINED_FUNCTION, (review.probe, refusal)
 
 
+def in_from(probe: str) -> str:
+    """The probe "SELECT f(...)" as "SELECT * FROM f(...)": the planner asks the
+    fmgr hook whether a function in FROM may be inlined, built-ins included."""
+    assert probe.startswith("SELECT ")
+    return "SELECT * FROM " + probe.removeprefix("SELECT ")
+
+
+@pytest.fixture(scope="module")
+def set_returning(server: Server, present: set[str]) -> set[str]:
+    rows = server.admin(
+        "SELECT s FROM unnest(%s::text[]) s WHERE (to_regprocedure(s)::oid) IN "
+        "(SELECT oid FROM pg_proc WHERE proretset)"
+        % ("ARRAY[" + ",".join("'" + sig.replace("'", "''") + "'" for sig in present) + "]")
+    )
+    return {str(row[0]) for row in rows}
+
+
+def test_cleared_set_returning_functions_run_in_from(
+    set_returning: set[str], restricted_session: psycopg.Connection
+) -> None:
+    """One authority: the C-language rule does not overrule the review (pg_locks)."""
+    probes = [
+        in_from(review.probe)
+        for review in CLEARED_FUNCTIONS
+        if review.signature in set_returning and review.sample is None
+    ]
+    assert len(probes) > 10
+    refused = []
+    for probe in probes:
+        refusal = attempt_on(restricted_session, probe)
+        if refusal is not None and refusal.sqlstate in (READ_ONLY_SQLSTATE, UNDEFINED_FUNCTION):
+            refused.append((probe, refusal))
+    assert refused == []
+
+
+@pytest.mark.parametrize("review", WRITING_FUNCTIONS, ids=[r.signature for r in WRITING_FUNCTIONS])
+def test_writing_function_refused_in_from(
+    server: Server, present: set[str], review: FunctionReview
+) -> None:
+    skip_if_absent(server, present, review)
+    server.assert_refused("reporting", in_from(review.probe), message=FUNCTIONS)
+
+
 def refused_file(server: Server) -> Path:
     return refused_builtins_path(find_pg_config(server.cluster.major, server.cluster.pg_config))
 
