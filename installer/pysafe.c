@@ -86,6 +86,7 @@ PG_MODULE_MAGIC;
 #define POLICY_LOCK_SESSION_AUTH	0x20
 #define POLICY_SWITCHED_SESSION_AUTH	0x40
 #define POLICY_ALLOW_TEMP_OBJECTS	0x80
+#define POLICY_IGNORE_READ_WRITE	0x100
 
 /* The policy's reply for "allowed; it writes only temporary tables". */
 #define POLICY_TEMPORARY_WRITE	"+temporary"
@@ -111,6 +112,20 @@ static bool pysafe_block_all_c_functions = false;
 static bool pysafe_force_read_only = true;
 static bool pysafe_lock_session_authorization = false;
 static bool pysafe_allow_temp_objects = false;
+
+/* pysafe.read_write_requests: what a restricted session's READ WRITE request gets. */
+typedef enum ReadWriteRequests
+{
+	READ_WRITE_IGNORE,			/* accepted with a NOTICE; the session stays read-only */
+	READ_WRITE_REFUSE			/* refused with 25006, as SafeSession does */
+} ReadWriteRequests;
+
+static const struct config_enum_entry read_write_request_options[] = {
+	{"ignore", READ_WRITE_IGNORE, false},
+	{"refuse", READ_WRITE_REFUSE, false},
+	{NULL, 0, false}
+};
+static int	pysafe_read_write_requests = READ_WRITE_IGNORE;
 static bool pysafe_log_refusals = true;
 static int	pysafe_log_statement_length = 200;
 
@@ -298,6 +313,8 @@ current_policy_flags(void)
 		flags |= POLICY_SWITCHED_SESSION_AUTH;
 	if (pysafe_allow_temp_objects)
 		flags |= POLICY_ALLOW_TEMP_OBJECTS;
+	if (pysafe_read_write_requests == READ_WRITE_IGNORE)
+		flags |= POLICY_IGNORE_READ_WRITE;
 	return flags;
 }
 
@@ -533,6 +550,13 @@ CLUSTER_BOOL_CHECK(check_lock_session_authorization, "pysafe.lock_session_author
 CLUSTER_BOOL_CHECK(check_log_refusals, "pysafe.log_refusals")
 CLUSTER_BOOL_CHECK(check_allow_temp_objects, "pysafe.allow_temp_objects")
 
+/* check_cluster_setting() for pysafe.read_write_requests. */
+static bool
+check_read_write_requests(int *newval, void **extra, GucSource source)
+{
+	return check_cluster_setting("pysafe.read_write_requests", source);
+}
+
 /* check_cluster_setting() for pysafe.log_statement_length. */
 static bool
 check_log_statement_length(int *newval, void **extra, GucSource source)
@@ -540,14 +564,38 @@ check_log_statement_length(int *newval, void **extra, GucSource source)
 	return check_cluster_setting("pysafe.log_statement_length", source);
 }
 
-/* Wrapped check hook of default_transaction_read_only: a restricted session may not turn it off. */
+/*
+ * A restricted session asks for a read-only setting to be off.  Under
+ * read_write_requests = ignore the value becomes on, with a NOTICE: pooled
+ * drivers that reset a connection with BEGIN READ WRITE or SET SESSION
+ * CHARACTERISTICS ... READ WRITE keep working, and nothing can write.
+ * Otherwise the change is refused.  Returns whether the hook may go on.
+ */
+static bool
+keep_read_only(bool *newval, GucSource source, const char *name)
+{
+	if (*newval || !pysafe_force_read_only || source <= PGC_S_ARGV || source == PGC_S_TEST ||
+		!restricted_for_setting_change())
+		return true;
+	if (pysafe_read_write_requests == READ_WRITE_IGNORE)
+	{
+		*newval = true;
+		ereport(NOTICE,
+				(errmsg("read-write request ignored: this session stays read-only"),
+				 errdetail("%s stays on: pysafe restricts this session, and pysafe.read_write_requests is \"ignore\".",
+						   name)));
+		return true;
+	}
+	return refuse_setting_change(name,
+								 "cannot modify read-only transaction settings in a read-only session");
+}
+
+/* Wrapped check hook of default_transaction_read_only: a restricted session keeps it on. */
 static bool
 check_default_read_only(bool *newval, void **extra, GucSource source)
 {
-	if (!*newval && pysafe_force_read_only && source > PGC_S_ARGV && source != PGC_S_TEST &&
-		restricted_for_setting_change())
-		return refuse_setting_change("default_transaction_read_only",
-									 "cannot modify read-only transaction settings in a read-only session");
+	if (!keep_read_only(newval, source, "default_transaction_read_only"))
+		return false;
 	return prev_check_default_read_only ?
 		prev_check_default_read_only(newval, extra, source) : true;
 }
@@ -556,10 +604,8 @@ check_default_read_only(bool *newval, void **extra, GucSource source)
 static bool
 check_transaction_read_only_guarded(bool *newval, void **extra, GucSource source)
 {
-	if (!*newval && pysafe_force_read_only && source > PGC_S_ARGV && source != PGC_S_TEST &&
-		restricted_for_setting_change())
-		return refuse_setting_change("transaction_read_only",
-									 "cannot modify read-only transaction settings in a read-only session");
+	if (!keep_read_only(newval, source, "transaction_read_only"))
+		return false;
 	return prev_check_transaction_read_only ?
 		prev_check_transaction_read_only(newval, extra, source) : true;
 }
@@ -2169,6 +2215,12 @@ _PG_init(void)
 							"0 leaves the text out.",
 							&pysafe_log_statement_length, 200, 0, 1024 * 1024,
 							PGC_SUSET, 0, check_log_statement_length, NULL, NULL);
+	DefineCustomEnumVariable("pysafe.read_write_requests",
+							 "What a restricted session's request for a read-write transaction gets.",
+							 "ignore: accepted with a NOTICE, and the session stays read-only; refuse: refused, as SafeSession does.",
+							 &pysafe_read_write_requests, READ_WRITE_IGNORE,
+							 read_write_request_options,
+							 PGC_SUSET, 0, check_read_write_requests, NULL, NULL);
 	define_bool_setting("pysafe.allow_temp_objects",
 						"Let restricted sessions create, write and drop their own temporary tables.",
 						&pysafe_allow_temp_objects, false, check_allow_temp_objects);

@@ -83,6 +83,14 @@ def shim_rows(facts: StatusFacts) -> list[StatusRow]:
             else "not live: SET default_transaction_read_only = off works",
         ),
         StatusRow(
+            "read-write requests kept read-only",
+            shim and settings.force_read_only,
+            ("ignored with a NOTICE" if settings.ignore_read_write_requests else "refused")
+            + " (pysafe.read_write_requests)"
+            if shim
+            else missing,
+        ),
+        StatusRow(
             "pysafe settings cluster-wide only",
             shim,
             "check hooks refuse SET, set_config(), ALTER ROLE/DATABASE SET, startup options"

@@ -148,6 +148,7 @@ class Server:
             "force_read_only": "on",
             "lock_session_authorization": "off",
             "allow_temp_objects": "off",
+            "read_write_requests": "ignore",
             "log_refusals": "on",
             "log_statement_length": "200",
         }

@@ -154,23 +154,9 @@ BLOCKED: list[tuple[str, tuple[str, ...], str]] = [
     ("setval", ("SELECT setval('ticket_seq', 42)",), FUNCTIONS),
     ("lo_from_bytea", ("SELECT lo_from_bytea(0, 'x')",), FUNCTIONS),
     # Switching read-only off
-    ("set_default_ro_off", ("SET default_transaction_read_only = off",), SETTINGS),
+    # (requests for READ WRITE: test_read_write_requests.py)
     ("set_default_ro_default", ("SET default_transaction_read_only TO DEFAULT",), SETTINGS),
     ("reset_default_ro", ("RESET default_transaction_read_only",), SETTINGS),
-    ("set_local_ro_off", ("BEGIN", "SET LOCAL transaction_read_only = off"), SETTINGS),
-    ("set_quoted_name", ('SET "Default_Transaction_Read_Only" = false',), SETTINGS),
-    ("set_transaction_rw", ("BEGIN", "SET TRANSACTION READ WRITE"), SETTINGS),
-    (
-        "session_characteristics_rw",
-        ("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",),
-        SETTINGS,
-    ),
-    ("begin_read_write", ("BEGIN READ WRITE",), SETTINGS),
-    (
-        "start_transaction_rw",
-        ("START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE",),
-        SETTINGS,
-    ),
     (
         "prepare_transaction",
         ("BEGIN", "PREPARE TRANSACTION 'x'"),

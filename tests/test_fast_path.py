@@ -117,7 +117,7 @@ HAND_PICKED = [
     "LOCK t",
 ]
 
-ALL_SETTINGS = [PolicySettings.from_flags(flags) for flags in range(256)]
+ALL_SETTINGS = [PolicySettings.from_flags(flags) for flags in range(512)]
 
 
 def setting_statements(server: Server) -> list[str]:

@@ -100,11 +100,46 @@ def test_parse_bool_follows_postgresql(value: str, expected: bool | None) -> Non
     ],
 )
 def test_unclear_read_only_values_are_refused(text: str) -> None:
-    assert not decide_text(text)[0].verdict.allowed
+    refusing = PolicySettings(ignore_read_write_requests=False)
+    assert not decide_text(text, refusing)[0].verdict.allowed
+
+
+READ_WRITE_REQUESTS = [
+    "BEGIN READ WRITE",
+    "START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE",
+    "SET TRANSACTION READ WRITE",
+    "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+    "SET default_transaction_read_only = off",
+    "SET LOCAL transaction_read_only = false",
+]
+
+
+@pytest.mark.parametrize("text", READ_WRITE_REQUESTS)
+def test_read_write_requests_follow_the_setting(text: str) -> None:
+    """ignore (the default): allowed, the shim's check hooks keep read-only on;
+    refuse, or no read-only forcing to keep it on: refused."""
+    [result] = decide_text(text)
+    assert result.verdict.allowed and result.verdict.rule == "read_write_ignored"
+    for settings in (
+        PolicySettings(ignore_read_write_requests=False),
+        PolicySettings(force_read_only=False),
+    ):
+        [result] = decide_text(text, settings)
+        assert not result.verdict.allowed and result.verdict.rule == "read_only_settings"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["RESET default_transaction_read_only", "SET transaction_read_only TO DEFAULT", "RESET ALL"],
+)
+def test_resets_are_not_read_write_requests(text: str) -> None:
+    """Resets pass no check hook: the read-only settings' own are refused either way."""
+    [result] = decide_text(text)
+    assert result.verdict.allowed == (text == "RESET ALL")
 
 
 def test_block_ddl_off_allows_ddl_but_not_tampering() -> None:
-    settings = PolicySettings(block_ddl=False)
+    settings = PolicySettings(block_ddl=False, ignore_read_write_requests=False)
     assert decide_text("CREATE TABLE t (x int)", settings)[0].verdict.allowed
     assert not decide_text("SET TRANSACTION READ WRITE", settings)[0].verdict.allowed
     assert not decide_text("COPY t FROM STDIN", settings)[0].verdict.allowed

@@ -94,10 +94,13 @@ def test_pool_resets_succeed_and_protections_hold(pooler: str, server: Server) -
         writes = (
             "INSERT INTO accounts VALUES (300, 1)",
             "CREATE TABLE pooled (x int)",
-            "SET default_transaction_read_only = off",
+            "RESET default_transaction_read_only",
             "SELECT c_volatile()",
         )
         assert_each_refused(conn, writes)
+        # A read-write request is ignored: the setting stays on.
+        assert attempt_on(conn, "SET default_transaction_read_only = off") is None
+        assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
         assert conn.execute("SELECT count(*) FROM accounts").fetchone() is not None
     assert server.fingerprint() == before
 

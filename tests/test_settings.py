@@ -16,6 +16,7 @@ DEFAULTS = {
     # pysafe's own, off by default
     "pysafe.lock_session_authorization": "off",
     "pysafe.allow_temp_objects": "off",
+    "pysafe.read_write_requests": "ignore",
     "pysafe.log_refusals": "on",
     "pysafe.log_statement_length": "200",
 }
@@ -97,7 +98,9 @@ def test_block_ddl_alone_and_off(settings: Server) -> None:
     assert try_in_rolled_back_transaction(settings, "CREATE TABLE t_ddl (x int)") is None
     assert try_in_rolled_back_transaction(settings, "GRANT SELECT ON accounts TO writer") is None
     # Tampering with read-only settings stays refused whatever block_ddl says.
-    refusal = try_in_rolled_back_transaction(settings, "SET TRANSACTION READ WRITE")
+    refusal = try_in_rolled_back_transaction(
+        settings, "SET default_transaction_read_only TO DEFAULT"
+    )
     assert refused_with(
         refusal, "cannot modify read-only transaction settings in a read-only session"
     )

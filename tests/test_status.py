@@ -12,6 +12,7 @@ FULL_MODE_LIVE = [
     "side-effecting functions refused",
     "utility veto on every utility statement",
     "read-only settings protected on every path",
+    "read-write requests kept read-only",
     "pysafe settings cluster-wide only",
     "checks in parallel workers",
     "replication connections refused",

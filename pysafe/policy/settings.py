@@ -14,6 +14,8 @@ LOCK_SESSION_AUTHORIZATION = 0x20
 # Not a setting: the session became restricted through SET SESSION AUTHORIZATION.
 SWITCHED_SESSION_AUTHORIZATION = 0x40
 ALLOW_TEMP_OBJECTS = 0x80
+# pysafe.read_write_requests = ignore (the default); refuse leaves the bit off.
+IGNORE_READ_WRITE_REQUESTS = 0x100
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class PolicySettings:
     lock_session_authorization: bool = False
     switched_session_authorization: bool = False
     allow_temp_objects: bool = False
+    ignore_read_write_requests: bool = True
 
     @classmethod
     def from_flags(cls, flags: int) -> PolicySettings:
@@ -41,6 +44,7 @@ class PolicySettings:
             lock_session_authorization=bool(flags & LOCK_SESSION_AUTHORIZATION),
             switched_session_authorization=bool(flags & SWITCHED_SESSION_AUTHORIZATION),
             allow_temp_objects=bool(flags & ALLOW_TEMP_OBJECTS),
+            ignore_read_write_requests=bool(flags & IGNORE_READ_WRITE_REQUESTS),
         )
 
     def to_flags(self) -> int:
@@ -54,6 +58,7 @@ class PolicySettings:
             | (LOCK_SESSION_AUTHORIZATION if self.lock_session_authorization else 0)
             | (SWITCHED_SESSION_AUTHORIZATION if self.switched_session_authorization else 0)
             | (ALLOW_TEMP_OBJECTS if self.allow_temp_objects else 0)
+            | (IGNORE_READ_WRITE_REQUESTS if self.ignore_read_write_requests else 0)
         )
 
     @property

@@ -109,6 +109,20 @@ def requests_read_write(options: tuple[ast.Node, ...] | None) -> bool:
     return False
 
 
+def read_write_request(settings: PolicySettings, detail: str | None = None) -> Verdict:
+    """A request to switch read-only off (BEGIN READ WRITE, SET TRANSACTION READ
+    WRITE, SET SESSION CHARACTERISTICS ... READ WRITE, SET ... = off).
+
+    With pysafe.read_write_requests = ignore the shim's check hooks keep the
+    setting on (with a NOTICE) on every path, so the statement may run: pooled
+    drivers that reset connections this way keep working.  With refuse, or
+    without read-only forcing to keep it on, it is refused.
+    """
+    if settings.ignore_read_write_requests and settings.force_read_only:
+        return Verdict.allow("read_write_ignored")
+    return Verdict.refuse("read_only_settings", messages.READ_ONLY_SETTINGS, detail)
+
+
 SESSION_AUTHORIZATION_LOCKED = Verdict.refuse(
     "session_authorization",
     messages.SESSION_AUTHORIZATION,
@@ -129,7 +143,7 @@ def decide_set(stmt: ast.VariableSetStmt, settings: PolicySettings) -> Verdict:
         return Verdict.allow("session_setting")
     if kind == VariableSetKind.VAR_SET_MULTI:
         if requests_read_write(stmt.args):
-            return Verdict.refuse("read_only_settings", messages.READ_ONLY_SETTINGS)
+            return read_write_request(settings)
         return Verdict.allow("session_setting")
     name = (stmt.name or "").lower()
     if name.startswith(PYSAFE_PREFIX):
@@ -143,6 +157,9 @@ def decide_set(stmt: ast.VariableSetStmt, settings: PolicySettings) -> Verdict:
         )
         if sets_on:
             return Verdict.allow("session_setting")
+        if kind == VariableSetKind.VAR_SET_VALUE and len(args) == 1:
+            # A value: the check hook sees it, and keeps the setting on.
+            return read_write_request(settings, f"{name} may only be set to on.")
         return Verdict.refuse(
             "read_only_settings",
             messages.READ_ONLY_SETTINGS,
@@ -156,7 +173,7 @@ def decide_transaction(stmt: ast.TransactionStmt, settings: PolicySettings) -> V
     if stmt.kind in TWO_PHASE_KINDS and (settings.block_ddl or settings.force_read_only):
         return Verdict.refuse("two_phase_commit", messages.TWO_PHASE)
     if requests_read_write(stmt.options):
-        return Verdict.refuse("read_only_settings", messages.READ_ONLY_SETTINGS)
+        return read_write_request(settings)
     return Verdict.allow("transaction_control")
 
 
