@@ -941,3 +941,67 @@ def test_pg_dump_works_for_a_restricted_role(server: Server, jobs: str | None) -
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert server.fingerprint() == before
+
+
+# ---------------------------------------------------------------------------
+# Round 3: transactions started outside the statement hooks; dropped roles
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def writable_large_object(server: Server) -> Iterator[int]:
+    server.admin("SELECT lo_from_bytea(5001, 'hello')")
+    server.admin("GRANT SELECT, UPDATE ON LARGE OBJECT 5001 TO reporting, writer")
+    yield 5001
+    server.admin("SELECT lo_unlink(5001)")
+
+
+OPEN_FOR_WRITING = "fd := lo_open(5001, 393216); RAISE NOTICE 'opened %', fd;"
+
+
+def read_only_after_commit_in_do(conn: psycopg.Connection, prelude: str = "") -> list[str]:
+    notices: list[str] = []
+    conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+    conn.execute(
+        f"DO $$BEGIN {prelude} COMMIT;"
+        " RAISE NOTICE 'read only: %', current_setting('transaction_read_only'); END$$"
+    )
+    return notices
+
+
+def test_a_transaction_started_inside_do_is_read_only(
+    server: Server, writable_large_object: int
+) -> None:
+    """COMMIT inside DO starts a transaction no statement hook sees first."""
+    reset = "PERFORM set_config('default_transaction_read_only', NULL, false);"
+    with server.connect("reporting") as conn:
+        assert read_only_after_commit_in_do(conn, reset) == ["read only: on"]
+        # Opening a large object for writing, which PostgreSQL 16+ refuses in a
+        # read-only transaction, fares inside DO as it does outside.
+        plain = attempt_on(conn, "SELECT lo_open(5001, 393216)")
+        block = f"DO $$DECLARE fd int; BEGIN {reset} COMMIT; {OPEN_FOR_WRITING} END$$"
+        assert (attempt_on(conn, block) is None) == (plain is None)
+    with server.connect("app_login") as conn:  # a switched identity keeps its login's defaults
+        conn.execute("SET SESSION AUTHORIZATION reporting")
+        assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("off",)
+        assert read_only_after_commit_in_do(conn) == ["read only: on"]
+    # Control: an unrestricted role's transaction after COMMIT is read-write.
+    with server.connect("writer") as conn:
+        assert read_only_after_commit_in_do(conn) == ["read only: off"]
+        conn.execute(f"DO $$DECLARE fd int; BEGIN COMMIT; {OPEN_FOR_WRITING} END$$")
+
+
+def test_a_restricted_session_whose_role_is_dropped_stays_restricted(server: Server) -> None:
+    server.admin("CREATE TABLE open_table (x int); GRANT INSERT, SELECT ON open_table TO PUBLIC")
+    server.admin("CREATE ROLE short_lived LOGIN IN ROLE reporting")
+    try:
+        with server.connect("short_lived") as conn:
+            refused_on(conn, "INSERT INTO open_table VALUES (1)")
+            server.admin("DROP ROLE short_lived")
+            refusal = attempt_on(conn, "INSERT INTO open_table VALUES (2)")
+            assert refusal is not None, "a dropped restricted role wrote"
+            refusal = attempt_on(conn, "SELECT pg_advisory_lock(99)")
+            assert refusal is not None and refusal.sqlstate == READ_ONLY_SQLSTATE
+        assert server.admin("SELECT count(*) FROM open_table") == [(0,)]
+    finally:
+        server.admin("DROP TABLE open_table; DROP ROLE IF EXISTS short_lived")

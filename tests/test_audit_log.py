@@ -36,7 +36,7 @@ def test_each_refusal_writes_one_line_naming_role_database_kind_and_rule(server:
         ("CREATE TABLE audit_probe (x int) /* {m} */", "CREATE TABLE", "utility"),
         ("SELECT lo_create(0) /* {m} */", "FUNCTION lo_create", "builtin_functions"),
         ("SELECT c_volatile() /* {m} */", "FUNCTION c_volatile", "c_functions"),
-        ("SET default_transaction_read_only TO DEFAULT /* {m} */", "SET", "read_only_settings"),
+        ("SET pysafe.block_dml = off /* {m} */", "SET", "pysafe_settings"),
     ]
     for template, kind, rule in cases:
         marker = unique()

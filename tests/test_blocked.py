@@ -154,9 +154,8 @@ BLOCKED: list[tuple[str, tuple[str, ...], str]] = [
     ("setval", ("SELECT setval('ticket_seq', 42)",), FUNCTIONS),
     ("lo_from_bytea", ("SELECT lo_from_bytea(0, 'x')",), FUNCTIONS),
     # Switching read-only off
-    # (requests for READ WRITE: test_read_write_requests.py)
-    ("set_default_ro_default", ("SET default_transaction_read_only TO DEFAULT",), SETTINGS),
-    ("reset_default_ro", ("RESET default_transaction_read_only",), SETTINGS),
+    # (requests for READ WRITE, and resets of the read-only settings:
+    # test_read_write_requests.py)
     (
         "prepare_transaction",
         ("BEGIN", "PREPARE TRANSACTION 'x'"),

@@ -130,12 +130,13 @@ def test_read_write_requests_follow_the_setting(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["RESET default_transaction_read_only", "SET transaction_read_only TO DEFAULT", "RESET ALL"],
+    ["RESET default_transaction_read_only", "SET transaction_read_only TO DEFAULT"],
 )
-def test_resets_are_not_read_write_requests(text: str) -> None:
-    """Resets pass no check hook: the read-only settings' own are refused either way."""
-    [result] = decide_text(text)
-    assert result.verdict.allowed == (text == "RESET ALL")
+def test_resets_of_read_only_settings_follow_the_setting(text: str) -> None:
+    """Resets pass no check hook; the shim sets the value on again right after."""
+    assert decide_text(text)[0].verdict.allowed
+    refusing = PolicySettings(ignore_read_write_requests=False)
+    assert not decide_text(text, refusing)[0].verdict.allowed
 
 
 def test_block_ddl_off_allows_ddl_but_not_tampering() -> None:

@@ -94,7 +94,7 @@ def test_pool_resets_succeed_and_protections_hold(pooler: str, server: Server) -
         writes = (
             "INSERT INTO accounts VALUES (300, 1)",
             "CREATE TABLE pooled (x int)",
-            "RESET default_transaction_read_only",
+            "SELECT nextval('ticket_seq')",
             "SELECT c_volatile()",
         )
         assert_each_refused(conn, writes)

@@ -23,7 +23,7 @@ from sqlalchemy.pool import QueuePool
 from tests.support import READ_ONLY_SQLSTATE, Server, attempt_on
 
 INSERT = "INSERT INTO accounts VALUES (88, 1)"
-REQUESTS = [
+REQUESTS: list[tuple[str, ...]] = [
     ("BEGIN READ WRITE",),
     ("START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE",),
     ("BEGIN", "SET TRANSACTION READ WRITE"),
@@ -34,6 +34,12 @@ REQUESTS = [
     ("SELECT set_config('default_transaction_read_only', 'off', false)", "BEGIN"),
     ("BEGIN", "SELECT set_config('transaction_read_only', 'off', true)"),
     ("SELECT rw_request_clause()", "BEGIN"),
+]
+# Resets pass no check hook (no NOTICE); the shim sets the value on again at once.
+RESETS: list[tuple[str, ...]] = [
+    ("RESET default_transaction_read_only", "BEGIN"),
+    ("SET default_transaction_read_only TO DEFAULT", "BEGIN"),
+    ("SELECT set_config('default_transaction_read_only', NULL, false)", "BEGIN"),
 ]
 
 
@@ -66,8 +72,24 @@ def test_ignored_requests_keep_the_transaction_read_only(
     assert server.fingerprint() == before
 
 
+@pytest.mark.parametrize("request_statements", RESETS, ids=lambda r: r[0][:40])
+def test_resets_leave_the_session_read_only(
+    server: Server, request_statements: tuple[str, ...]
+) -> None:
+    before = server.fingerprint()
+    with server.connect("reporting") as conn:
+        assert attempt_on(conn, *request_statements) is None
+        assert conn.execute("SHOW transaction_read_only").fetchone() == ("on",)
+        assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+        refusal = attempt_on(conn, INSERT)
+        assert refusal is not None and refusal.sqlstate == READ_ONLY_SQLSTATE
+    assert server.fingerprint() == before
+
+
 @pytest.mark.usefixtures("clause_function")
-@pytest.mark.parametrize("request_statements", REQUESTS, ids=lambda r: r[-1][:40])
+@pytest.mark.parametrize(
+    "request_statements", REQUESTS + RESETS[:2], ids=lambda r: " ".join(r)[:50]
+)
 def test_refused_requests(settings: Server, request_statements: tuple[str, ...]) -> None:
     settings.set_settings(read_write_requests="refuse")
     before = settings.fingerprint()

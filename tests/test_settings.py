@@ -98,9 +98,8 @@ def test_block_ddl_alone_and_off(settings: Server) -> None:
     assert try_in_rolled_back_transaction(settings, "CREATE TABLE t_ddl (x int)") is None
     assert try_in_rolled_back_transaction(settings, "GRANT SELECT ON accounts TO writer") is None
     # Tampering with read-only settings stays refused whatever block_ddl says.
-    refusal = try_in_rolled_back_transaction(
-        settings, "SET default_transaction_read_only TO DEFAULT"
-    )
+    settings.set_settings(read_write_requests="refuse")
+    refusal = try_in_rolled_back_transaction(settings, "SET TRANSACTION READ WRITE")
     assert refused_with(
         refusal, "cannot modify read-only transaction settings in a read-only session"
     )

@@ -111,7 +111,7 @@ def requests_read_write(options: tuple[ast.Node, ...] | None) -> bool:
 
 def read_write_request(settings: PolicySettings, detail: str | None = None) -> Verdict:
     """A request to switch read-only off (BEGIN READ WRITE, SET TRANSACTION READ
-    WRITE, SET SESSION CHARACTERISTICS ... READ WRITE, SET ... = off).
+    WRITE, SET SESSION CHARACTERISTICS ... READ WRITE, SET ... = off, RESET).
 
     With pysafe.read_write_requests = ignore the shim's check hooks keep the
     setting on (with a NOTICE) on every path, so the statement may run: pooled
@@ -157,14 +157,10 @@ def decide_set(stmt: ast.VariableSetStmt, settings: PolicySettings) -> Verdict:
         )
         if sets_on:
             return Verdict.allow("session_setting")
-        if kind == VariableSetKind.VAR_SET_VALUE and len(args) == 1:
-            # A value: the check hook sees it, and keeps the setting on.
-            return read_write_request(settings, f"{name} may only be set to on.")
-        return Verdict.refuse(
-            "read_only_settings",
-            messages.READ_ONLY_SETTINGS,
-            f"{name} may only be set to on.",
-        )
+        # A value meets the shim's check hook, which keeps the setting on; a
+        # reset does not, and the shim sets it on again right after the
+        # statement and forces read-only at every hook.
+        return read_write_request(settings, f"{name} may only be set to on.")
     return Verdict.allow("session_setting")
 
 
