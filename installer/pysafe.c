@@ -1214,6 +1214,7 @@ utility_fast_path_allows(Node *stmt)
 		case T_UnlistenStmt:
 		case T_NotifyStmt:
 		case T_CallStmt:
+		case T_ConstraintsSetStmt:	/* when deferred constraints are checked */
 			return true;
 		case T_DiscardStmt:
 			/* DISCARD ALL includes SET SESSION AUTHORIZATION DEFAULT. */

@@ -397,6 +397,9 @@ append_reading(StringInfo buf, Node *stmt)
 		case T_CallStmt:
 			appendStringInfoString(buf, "CallStmt");
 			break;
+		case T_ConstraintsSetStmt:
+			appendStringInfoString(buf, "ConstraintsSetStmt");
+			break;
 		case T_GrantStmt:
 			appendStringInfoString(buf, "GrantStmt");
 			break;

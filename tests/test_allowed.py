@@ -45,6 +45,10 @@ ALLOWED: list[tuple[str, tuple[str, ...]]] = [
     ("reset_all_discard", ("RESET ALL", "DISCARD ALL", "DISCARD PLANS")),
     ("listen_notify", ("LISTEN chan", "NOTIFY chan, 'hi'", "UNLISTEN chan")),
     (
+        "set_constraints",
+        ("BEGIN", "SET CONSTRAINTS ALL DEFERRED", "SET CONSTRAINTS ALL IMMEDIATE", "COMMIT"),
+    ),
+    (
         "cursors",
         (
             "BEGIN",

@@ -115,6 +115,8 @@ HAND_PICKED = [
     "LOCK t IN ROW SHARE MODE NOWAIT",
     "LOCK t IN ROW EXCLUSIVE MODE",
     "LOCK t",
+    "SET CONSTRAINTS ALL DEFERRED",
+    "SET CONSTRAINTS ALL IMMEDIATE",
 ]
 
 ALL_SETTINGS = [PolicySettings.from_flags(flags) for flags in range(512)]
@@ -159,6 +161,7 @@ def test_fast_path_allows_only_what_python_allows(server: Server) -> None:
     assert not fast["SET TRANSACTION READ WRITE"]
     assert not fast["SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE"]
     assert fast["LOCK TABLE t IN ACCESS SHARE MODE"] and not fast["LOCK t"]
+    assert fast["SET CONSTRAINTS ALL DEFERRED"]
     assert fast["RESET ALL"] and fast["DISCARD ALL"]  # this session has no locked identity
     assert fast["DECLARE c CURSOR WITH HOLD FOR SELECT 1"] and fast["COPY t TO STDOUT"]
     assert fast["EXPLAIN INSERT INTO t VALUES (1)"] and fast["DISCARD PLANS"]

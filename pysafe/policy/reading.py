@@ -44,6 +44,7 @@ KINDS_BY_NAME = frozenset(
         "ExecuteStmt",
         "DeallocateStmt",
         "CallStmt",
+        "ConstraintsSetStmt",
         "GrantStmt",
         "GrantRoleStmt",
         "AlterDefaultPrivilegesStmt",

@@ -36,6 +36,8 @@ SESSION_STATEMENTS: dict[type[ast.Node], str] = {
     ast.DeallocateStmt: "prepared_statement",
     ast.DiscardStmt: "discard",
     ast.CallStmt: "call",
+    # When deferred constraints are checked: only writes have any.
+    ast.ConstraintsSetStmt: "session_setting",
 }
 
 PRIVILEGE_STATEMENTS = (
@@ -423,6 +425,7 @@ SIMPLE_TAGS: dict[type[ast.Node], str] = {
     ast.ExecuteStmt: "EXECUTE",
     ast.DoStmt: "DO",
     ast.CallStmt: "CALL",
+    ast.ConstraintsSetStmt: "SET CONSTRAINTS",
     ast.ExplainStmt: "EXPLAIN",
     ast.CopyStmt: "COPY",
     ast.LockStmt: "LOCK TABLE",
