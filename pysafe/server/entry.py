@@ -34,6 +34,21 @@ PERSISTENCE_QUERY = (
 )
 
 
+# Prepared once per backend (plpy.prepare keeps its plans): preparing again at
+# every decision cost more than the decision itself.  The queries are fully
+# qualified and resolve their argument when they run, so a kept plan answers
+# as a fresh one would.
+_PLANS: dict[str, Any] = {}
+
+
+def prepared(plpy: Any, query: str, types: list[str]) -> Any:
+    """The backend's saved plan for ``query``, prepared on first use."""
+    plan = _PLANS.get(query)
+    if plan is None:
+        plan = _PLANS[query] = plpy.prepare(query, types)
+    return plan
+
+
 class ServerCatalogFacts:
     """Catalog facts read through PL/Python's plpy module."""
 
@@ -41,12 +56,12 @@ class ServerCatalogFacts:
         self._plpy = plpy
 
     def language_is_trusted(self, name: str) -> bool | None:
-        plan = self._plpy.prepare(LANGUAGE_QUERY, ["pg_catalog.name"])
+        plan = prepared(self._plpy, LANGUAGE_QUERY, ["pg_catalog.name"])
         rows = self._plpy.execute(plan, [name])
         return bool(rows[0]["lanpltrusted"]) if len(rows) else None
 
     def relation_persistence(self, name: str) -> str | None:
-        plan = self._plpy.prepare(PERSISTENCE_QUERY, ["pg_catalog.text"])
+        plan = prepared(self._plpy, PERSISTENCE_QUERY, ["pg_catalog.text"])
         rows = self._plpy.execute(plan, [name])
         return str(rows[0]["relpersistence"]) if len(rows) else None
 
