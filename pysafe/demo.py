@@ -9,10 +9,14 @@ from pysafe.localcluster import LocalCluster
 
 
 def attempt(conn: psycopg.Connection, statement: str) -> None:
+    notices: list[str] = []
+    conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
     try:
         cursor = conn.execute(statement)
         rows = cursor.fetchall() if cursor.description else []
         print(f"  ok       {statement}  ->  {rows}")
+        for notice in notices:
+            print(f"           NOTICE: {notice}")
     except psycopg.Error as error:
         state = error.diag.sqlstate
         print(f"  REFUSED  {statement}  ->  {state}: {error.diag.message_primary}")
@@ -38,7 +42,9 @@ def run() -> int:
                 "SELECT count(*), sum(amount) FROM sales",
                 "INSERT INTO sales VALUES (3, 1)",
                 "CREATE TABLE scratch (x int)",
+                # A read-write request: ignored with a NOTICE (read_write_requests).
                 "SET default_transaction_read_only = off",
+                "SHOW default_transaction_read_only",
             ):
                 attempt(conn, statement)
         with cluster.connect() as admin:
