@@ -283,6 +283,16 @@ compute_session_restricted(Oid session_user)
 	return restricted;
 }
 
+/* Cache the answer for a session user; returns it. */
+static bool
+remember_restriction(Oid session_user, bool restricted)
+{
+	restriction_cache_user = session_user;
+	restriction_cache_value = restricted;
+	restriction_cache_valid = true;
+	return restricted;
+}
+
 /*
  * Is this session restricted?  Cached per session user.  Catalog lookups
  * need a transaction; outside one nothing can execute, so the last answer
@@ -305,12 +315,10 @@ session_is_restricted(void)
 	 * would otherwise fail open.
 	 */
 	was_restricted = restriction_cache_user == session_user && restriction_cache_value;
-	restriction_cache_value = compute_session_restricted(session_user) ||
-		(was_restricted &&
-		 !SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(session_user)));
-	restriction_cache_user = session_user;
-	restriction_cache_valid = true;
-	return restriction_cache_value;
+	return remember_restriction(session_user,
+								compute_session_restricted(session_user) ||
+								(was_restricted &&
+								 !SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(session_user))));
 }
 
 /* The settings as the flags argument of the Python policy. */
@@ -354,13 +362,38 @@ append_json_field(StringInfo line, const char *key, const char *value)
 /*
  * Write one structured line about a refusal to the server log (a JSON
  * object after "pysafe refusal: "), unless pysafe.log_refusals is off.
- * ``kind`` says what was refused (a command tag, or FUNCTION name),
- * ``rule`` which rule refused it.
+ * ``kind`` says what was refused (a command tag, FUNCTION name, or
+ * REPLICATION), ``rule`` which rule refused it.
  */
+static void
+write_refusal_line(const char *role, const char *current_role, const char *database,
+				   const char *kind, const char *rule, const char *message,
+				   const char *statement)
+{
+	StringInfoData line;
+
+	if (!pysafe_log_refusals)
+		return;
+	initStringInfo(&line);
+	appendStringInfoChar(&line, '{');
+	append_json_field(&line, "role", role);
+	append_json_field(&line, "current_role", current_role);
+	append_json_field(&line, "database", database);
+	append_json_field(&line, "kind", kind);
+	append_json_field(&line, "rule", rule);
+	append_json_field(&line, "message", message);
+	append_json_field(&line, "statement", statement);
+	appendStringInfoChar(&line, '}');
+	ereport(LOG,
+			(errmsg("pysafe refusal: %s", line.data),
+			 errhidestmt(true), errhidecontext(true)));
+	pfree(line.data);
+}
+
+/* write_refusal_line() for the running statement of this session. */
 static void
 log_refusal(const char *kind, const char *rule, const char *message)
 {
-	StringInfoData line;
 	const char *statement = debug_query_string ? debug_query_string : "";
 	int			length = strlen(statement);
 
@@ -368,20 +401,10 @@ log_refusal(const char *kind, const char *rule, const char *message)
 		return;
 	if (length > pysafe_log_statement_length)
 		length = pg_mbcliplen(statement, length, pysafe_log_statement_length);
-	initStringInfo(&line);
-	appendStringInfoChar(&line, '{');
-	append_json_field(&line, "role", GetUserNameFromId(GetSessionUserId(), true));
-	append_json_field(&line, "current_role", GetUserNameFromId(GetUserId(), true));
-	append_json_field(&line, "database", get_database_name(MyDatabaseId));
-	append_json_field(&line, "kind", kind);
-	append_json_field(&line, "rule", rule);
-	append_json_field(&line, "message", message);
-	append_json_field(&line, "statement", pnstrdup(statement, length));
-	appendStringInfoChar(&line, '}');
-	ereport(LOG,
-			(errmsg("pysafe refusal: %s", line.data),
-			 errhidestmt(true), errhidecontext(true)));
-	pfree(line.data);
+	write_refusal_line(GetUserNameFromId(GetSessionUserId(), true),
+					   GetUserNameFromId(GetUserId(), true),
+					   get_database_name(MyDatabaseId),
+					   kind, rule, message, pnstrdup(statement, length));
 }
 
 /* Log, then raise, the read-only-session refusal every pysafe check uses. */
@@ -466,12 +489,23 @@ guard_superuser_role(void)
 				 errhint("Reconnect; restricted sessions cannot SET ROLE to a superuser role.")));
 }
 
+/*
+ * Is SET SESSION AUTHORIZATION locked for this session: did it switch
+ * identity while pysafe.lock_session_authorization is on?  (Callers know
+ * the session is restricted.)
+ */
+static bool
+session_authorization_locked(void)
+{
+	return pysafe_lock_session_authorization &&
+		GetSessionUserId() != GetAuthenticatedUserId();
+}
+
 /* Remember the restricted identity a locked session switched into. */
 static void
 note_locked_identity(void)
 {
-	if (pysafe_lock_session_authorization && !OidIsValid(locked_identity) &&
-		GetSessionUserId() != GetAuthenticatedUserId())
+	if (!OidIsValid(locked_identity) && session_authorization_locked())
 		locked_identity = GetSessionUserId();
 }
 
@@ -638,9 +672,7 @@ check_transaction_read_only_guarded(bool *newval, void **extra, GucSource source
 static bool
 check_session_authorization_guarded(char **newval, void **extra, GucSource source)
 {
-	if (pysafe_lock_session_authorization && !InitializingParallelWorker &&
-		IsTransactionState() && GetSessionUserId() != GetAuthenticatedUserId() &&
-		session_is_restricted())
+	if (session_authorization_locked() && restricted_for_setting_change())
 		return refuse_setting_change("session_authorization",
 									 "cannot change session authorization in a read-only session");
 	return prev_check_session_authorization ?
@@ -704,6 +736,17 @@ find_core_setting(const char *name)
 #endif
 }
 
+/* The GUC table entry of a core setting pysafe guards; without it the server cannot start. */
+static struct config_generic *
+guarded_core_setting(const char *name, enum config_type type)
+{
+	struct config_generic *record = find_core_setting(name);
+
+	if (record == NULL || record->vartype != type)
+		elog(FATAL, "pysafe: setting %s not found", name);
+	return record;
+}
+
 /*
  * Put pysafe's guards in front of the hooks of the core settings that could
  * lift read-only, undo a locked SET SESSION AUTHORIZATION, or make a
@@ -713,33 +756,25 @@ find_core_setting(const char *name)
 static void
 guard_core_settings(void)
 {
-	struct config_generic *record;
+	struct config_bool *default_read_only = (struct config_bool *)
+		guarded_core_setting("default_transaction_read_only", PGC_BOOL);
+	struct config_bool *read_only = (struct config_bool *)
+		guarded_core_setting("transaction_read_only", PGC_BOOL);
+	struct config_string *authorization = (struct config_string *)
+		guarded_core_setting("session_authorization", PGC_STRING);
+	struct config_string *role = (struct config_string *)
+		guarded_core_setting("role", PGC_STRING);
 
-	record = find_core_setting("default_transaction_read_only");
-	if (record == NULL || record->vartype != PGC_BOOL)
-		elog(FATAL, "pysafe: setting default_transaction_read_only not found");
-	prev_check_default_read_only = ((struct config_bool *) record)->check_hook;
-	((struct config_bool *) record)->check_hook = check_default_read_only;
-
-	record = find_core_setting("transaction_read_only");
-	if (record == NULL || record->vartype != PGC_BOOL)
-		elog(FATAL, "pysafe: setting transaction_read_only not found");
-	prev_check_transaction_read_only = ((struct config_bool *) record)->check_hook;
-	((struct config_bool *) record)->check_hook = check_transaction_read_only_guarded;
-
-	record = find_core_setting("session_authorization");
-	if (record == NULL || record->vartype != PGC_STRING)
-		elog(FATAL, "pysafe: setting session_authorization not found");
-	prev_check_session_authorization = ((struct config_string *) record)->check_hook;
-	((struct config_string *) record)->check_hook = check_session_authorization_guarded;
-	prev_assign_session_authorization = ((struct config_string *) record)->assign_hook;
-	((struct config_string *) record)->assign_hook = assign_session_authorization_guarded;
-
-	record = find_core_setting("role");
-	if (record == NULL || record->vartype != PGC_STRING)
-		elog(FATAL, "pysafe: setting role not found");
-	prev_check_role = ((struct config_string *) record)->check_hook;
-	((struct config_string *) record)->check_hook = check_role_guarded;
+	prev_check_default_read_only = default_read_only->check_hook;
+	default_read_only->check_hook = check_default_read_only;
+	prev_check_transaction_read_only = read_only->check_hook;
+	read_only->check_hook = check_transaction_read_only_guarded;
+	prev_check_session_authorization = authorization->check_hook;
+	authorization->check_hook = check_session_authorization_guarded;
+	prev_assign_session_authorization = authorization->assign_hook;
+	authorization->assign_hook = assign_session_authorization_guarded;
+	prev_check_role = role->check_hook;
+	role->check_hook = check_role_guarded;
 }
 
 /* ---------------------------------------------------------------------
@@ -763,6 +798,14 @@ plan_locks_rows(PlannedStmt *stmt)
 	return false;
 }
 
+/* Is the relation one of this session's own temporary tables (not another session's)? */
+static bool
+is_own_temporary_relation(Oid relid)
+{
+	return get_rel_persistence(relid) == RELPERSISTENCE_TEMP &&
+		isTempNamespace(get_rel_namespace(relid));
+}
+
 /*
  * Does the plan write only the session's temporary tables, and may it
  * (pysafe.allow_temp_objects)?  Result relations include those of
@@ -779,9 +822,7 @@ plan_writes_only_temporary_tables(PlannedStmt *stmt)
 	{
 		RangeTblEntry *rte = rt_fetch(lfirst_int(lc), stmt->rtable);
 
-		if (rte->rtekind != RTE_RELATION ||
-			get_rel_persistence(rte->relid) != RELPERSISTENCE_TEMP ||
-			!isTempNamespace(get_rel_namespace(rte->relid)))
+		if (rte->rtekind != RTE_RELATION || !is_own_temporary_relation(rte->relid))
 			return false;
 	}
 	return true;
@@ -906,8 +947,7 @@ check_function_allowed(Oid fn_oid)
 	char		detail[NAMEDATALEN * 2 + 96];
 	char		kind[NAMEDATALEN + 16];
 
-	guard_locked_identity();
-	if (!checks_apply() || !pysafe_block_c_functions)
+	if (!checks_apply() || !pysafe_block_c_functions)	/* also guards a locked identity */
 		return;
 	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn_oid));
 	if (!HeapTupleIsValid(tuple))
@@ -1183,14 +1223,6 @@ sets_read_only_on(VariableSetStmt *set)
 		list_length(set->args) == 1 && constant_is_true(linitial(set->args));
 }
 
-/* Is SET SESSION AUTHORIZATION locked for this session (DISCARD ALL would undo it)? */
-static bool
-session_authorization_locked(void)
-{
-	return pysafe_lock_session_authorization &&
-		GetSessionUserId() != GetAuthenticatedUserId();
-}
-
 /*
  * The C fast path: statements that are safe whatever their details, so the
  * Python policy need not be asked.  Anything else goes to Python.  A test
@@ -1294,14 +1326,6 @@ names_temporary_table(RangeVar *rel)
 	return rel != NULL &&
 		(rel->relpersistence == RELPERSISTENCE_TEMP ||
 		 (rel->schemaname != NULL && strcmp(rel->schemaname, "pg_temp") == 0));
-}
-
-/* Is the relation one of this session's own temporary tables (not another session's)? */
-static bool
-is_own_temporary_relation(Oid relid)
-{
-	return get_rel_persistence(relid) == RELPERSISTENCE_TEMP &&
-		isTempNamespace(get_rel_namespace(relid));
 }
 
 /* Does the name resolve, as the session resolves it now, to one of its temporary tables? */
@@ -1677,11 +1701,8 @@ pysafe_ClientAuthentication(Port *port, int status)
 		return;
 	}
 	role = get_role_oid(port->user_name, true);
-	restricted = OidIsValid(role) && compute_session_restricted(role);
 	/* The login will be the session user: its first statement finds the answer cached. */
-	restriction_cache_user = role;
-	restriction_cache_value = restricted;
-	restriction_cache_valid = OidIsValid(role);
+	restricted = remember_restriction(role, OidIsValid(role) && compute_session_restricted(role));
 	if (restricted && !am_walsender)
 	{
 		if (pysafe_force_read_only)
@@ -1692,22 +1713,9 @@ pysafe_ClientAuthentication(Port *port, int status)
 		return;
 	message = psprintf("role \"%s\" is restricted by pysafe and cannot open replication connections",
 					   port->user_name);
-	if (pysafe_log_refusals)
-	{
-		StringInfoData line;
-
-		initStringInfo(&line);
-		appendStringInfoChar(&line, '{');
-		append_json_field(&line, "role", port->user_name);
-		append_json_field(&line, "current_role", port->user_name);
-		append_json_field(&line, "database", port->database_name);
-		append_json_field(&line, "kind", "REPLICATION");
-		append_json_field(&line, "rule", "replication");
-		append_json_field(&line, "message", message);
-		append_json_field(&line, "statement", "");
-		appendStringInfoChar(&line, '}');
-		ereport(LOG, (errmsg("pysafe refusal: %s", line.data), errhidestmt(true)));
-	}
+	/* No session user or statement yet: the login's names, from the start-up packet. */
+	write_refusal_line(port->user_name, port->user_name, port->database_name,
+					   "REPLICATION", "replication", message, "");
 	ereport(FATAL,
 			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 			 errmsg("%s", message),
