@@ -272,6 +272,16 @@ def run_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     )
 
 
+def run_psql(cluster: LocalCluster, conninfo: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """psql, a real client, with ARGS on CONNINFO (no .psqlrc)."""
+    return subprocess.run(
+        [str(cluster.bindir / "psql"), "-X", conninfo, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def pg_config(cluster: LocalCluster) -> tuple[str, str]:
     """The binaries under test may not be where install looks by default."""
     return ("--pg-config", str(cluster.pg_config))

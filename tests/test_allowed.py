@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 
-from tests.support import Server, attempt_on
+from tests.support import Server, attempt_on, run_psql
 
 ALLOWED: list[tuple[str, tuple[str, ...]]] = [
     ("select", ("SELECT * FROM accounts",)),
@@ -169,12 +168,6 @@ def test_every_system_view_reads(server: Server) -> None:
 @pytest.mark.usefixtures("partitioned")
 def test_psql_describes_partitioned_tables(server: Server) -> None:
     """psql's \\d, \\d+ and \\dP+ call pg_partition_ancestors() and pg_partition_tree()."""
-    psql = [str(server.cluster.bindir / "psql"), "-X", server.cluster.dsn("reporting")]
     for command in ("\\d parted", "\\d+ parted_1", "\\dP+", "\\dPn+"):
-        result = subprocess.run(
-            [*psql, "-c", command],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = run_psql(server.cluster, server.cluster.dsn("reporting"), "-c", command)
         assert result.returncode == 0 and "ERROR" not in result.stderr, (command, result.stderr)

@@ -34,6 +34,7 @@ from tests.support import (
     Server,
     assert_each_refused,
     attempt_on,
+    run_psql,
     writes_as_unrestricted,
 )
 
@@ -750,20 +751,7 @@ def replication_psql(
     server: Server, user: str, mode: str, command: str
 ) -> subprocess.CompletedProcess[str]:
     conninfo = server.cluster.dsn(user, replication=mode)
-    return subprocess.run(
-        [
-            str(server.cluster.bindir / "psql"),
-            "-X",
-            "-v",
-            "ON_ERROR_STOP=1",
-            conninfo,
-            "-c",
-            command,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return run_psql(server.cluster, conninfo, "-v", "ON_ERROR_STOP=1", "-c", command)
 
 
 @pytest.mark.usefixtures("replication_roles")

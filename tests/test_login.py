@@ -11,13 +11,12 @@ none may keep anyone out.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 
-from tests.support import Server, attempt_on
+from tests.support import Server, attempt_on, run_psql
 
 LOGIN_EVENTS = 17
 
@@ -143,12 +142,7 @@ def test_target_session_attrs_read_only(server: Server, user: str, accepted: boo
     """libpq's target_session_attrs=read-only finds restricted logins read-only, with
     no login trigger or preloaded library (psql, a real client)."""
     conninfo = server.cluster.dsn(user, target_session_attrs="read-only")
-    result = subprocess.run(
-        [str(server.cluster.bindir / "psql"), "-X", "-At", conninfo, "-c", "SELECT 1"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_psql(server.cluster, conninfo, "-At", "-c", "SELECT 1")
     if accepted:
         assert result.returncode == 0 and result.stdout.strip() == "1", result.stderr
     else:

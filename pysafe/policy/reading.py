@@ -3,16 +3,16 @@
 pglast parses the statement's *text*; the server runs its own parse tree.
 The two can differ (``standard_conforming_strings = off``, another grammar
 version, a setting changed between parse and execution), so the shim
-describes the tree the server will run (``server_reading()`` in
-installer/pysafe.c) and the policy describes what it judged, here, in the
+describes the tree the server will run (``pysafe_server_reading()`` in
+installer/reading.c) and the policy describes what it judged, here, in the
 same canonical form.  A statement whose two readings differ is refused.
 
 The form holds every fact a rule relies on: the statement kind, COPY's
 direction and target, EXPLAIN's effective ANALYZE and inner statement,
 SET's name and values, transaction options, DO's language, LOCK's mode, and
 the relations of the statements that may write temporary tables.  Any
-statement kind not named in READ_BY_KIND reads as ``other``: the policy
-decides all of those alike.
+statement kind neither read in detail nor named in KINDS_BY_NAME reads as
+``other``: the policy decides all of those alike.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def created_as(objtype: ObjectType | None, into: ast.IntoClause | None) -> str:
 
 
 def reading(stmt: ast.Node | None) -> str:
-    """The canonical reading of one statement; installer/pysafe.c has the same."""
+    """The canonical reading of one statement; installer/reading.c has the same."""
     if stmt is None:
         return "none"
     name = type(stmt).__name__
