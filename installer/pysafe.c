@@ -170,16 +170,6 @@ static GucStringCheckHook prev_check_role = NULL;
  */
 static Oid	locked_identity = InvalidOid;
 
-/*
- * Volatile built-in functions restricted sessions may not call (the Python
- * policy's writers and any it has not reviewed), read once per backend from
- * the file the installer writes.
- */
-static bool refused_loaded = false;
-static bool refused_file_found = false;
-static Oid *refused_oids = NULL;
-static int	refused_count = 0;
-
 /* Cached answer of session_is_restricted(); see restriction_cache_reset(). */
 static bool restriction_cache_valid = false;
 static Oid	restriction_cache_user = InvalidOid;
@@ -891,95 +881,23 @@ pysafe_ExecutorStart(QueryDesc *queryDesc, int eflags)
  * ---------------------------------------------------------------------
  */
 
-/*
- * Can SQL call this function directly?  Not if it takes or makes "internal",
- * is a language handler, or is a (event) trigger function: those only run
- * from the machinery that calls them, which restricted sessions cannot set up.
- */
-static bool
-callable_from_sql(Form_pg_proc proc)
-{
-	int			i;
-
-	if (proc->prorettype == INTERNALOID || proc->prorettype == LANGUAGE_HANDLEROID ||
-		proc->prorettype == TRIGGEROID || proc->prorettype == EVENT_TRIGGEROID)
-		return false;
-	for (i = 0; i < proc->pronargs; i++)
-		if (proc->proargtypes.values[i] == INTERNALOID)
-			return false;
-	return true;
-}
-
-/* Is the language trusted?  Unknown languages count as untrusted. */
-static bool
-language_is_trusted(Oid langoid)
-{
-	HeapTuple	tuple = SearchSysCache1(LANGOID, ObjectIdGetDatum(langoid));
-	bool		trusted = false;
-
-	if (HeapTupleIsValid(tuple))
-	{
-		trusted = ((Form_pg_language) GETSTRUCT(tuple))->lanpltrusted;
-		ReleaseSysCache(tuple);
-	}
-	return trusted;
-}
-
-/*
- * Refuse a function that may have side effects: a volatile C-language (or
- * non-built-in internal) function, every C function under
- * block_all_c_functions, and volatile functions in untrusted languages.
- *
- * Built-in functions are left to the reviewed classification: they are
- * checked when the executor announces them (check_builtin_function()).
- * They reach this check only when the planner asks whether a function in
- * FROM may be inlined (FmgrHookIsNeeded), which is not a call; judging them
- * here by the C-language rule refused cleared ones such as pg_lock_status()
- * behind pg_locks.
- */
+/* Refuse a function that may have side effects (functions.c says which). */
 static void
 check_function_allowed(Oid fn_oid)
 {
-	HeapTuple	tuple;
-	Form_pg_proc proc;
-	bool		c_language = false;
-	bool		blocked = false;
+	bool		c_language;
 	char		detail[NAMEDATALEN * 2 + 96];
 	char		kind[NAMEDATALEN + 16];
 
 	if (!checks_apply() || !pysafe_block_c_functions)	/* also guards a locked identity */
 		return;
-	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn_oid));
-	if (!HeapTupleIsValid(tuple))
-		return;					/* fmgr itself reports the missing function */
-	proc = (Form_pg_proc) GETSTRUCT(tuple);
-
-	if (fn_oid < FirstGenbkiObjectId && proc->prolang == INTERNALlanguageId)
-		;						/* built-in: the review decides (see above) */
-	else if (callable_from_sql(proc))
-	{
-		c_language = proc->prolang == ClanguageId ||
-			proc->prolang == INTERNALlanguageId;
-		if (c_language)
-			blocked = pysafe_block_all_c_functions ||
-				proc->provolatile == PROVOLATILE_VOLATILE;
-		else
-			blocked = proc->provolatile == PROVOLATILE_VOLATILE &&
-				!language_is_trusted(proc->prolang);
-	}
-	if (blocked)
-	{
-		snprintf(detail, sizeof(detail), "Function %s is %s%s-language.",
-				 NameStr(proc->proname),
-				 proc->provolatile == PROVOLATILE_VOLATILE ? "volatile and " : "",
-				 c_language ? "C" : "untrusted");
-		snprintf(kind, sizeof(kind), "FUNCTION %s", NameStr(proc->proname));
-	}
-	ReleaseSysCache(tuple);
-	if (blocked)
-		refuse(kind, c_language ? "c_functions" : "untrusted_functions",
-			   "cannot execute functions that may have side effects in a read-only session",
-			   detail);
+	if (!pysafe_function_may_write(fn_oid, pysafe_block_all_c_functions, &c_language,
+								   detail, sizeof(detail)))
+		return;
+	snprintf(kind, sizeof(kind), "FUNCTION %s", get_func_name(fn_oid));
+	refuse(kind, c_language ? "c_functions" : "untrusted_functions",
+		   "cannot execute functions that may have side effects in a read-only session",
+		   detail);
 }
 
 /* needs_fmgr_hook: check each function fmgr binds; ask for no wrapper ourselves. */
@@ -1008,95 +926,15 @@ pysafe_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *private)
  * ---------------------------------------------------------------------
  */
 
-/* qsort/bsearch comparison of OIDs. */
-static int
-compare_oids(const void *a, const void *b)
-{
-	Oid			x = *(const Oid *) a;
-	Oid			y = *(const Oid *) b;
-
-	return (x > y) - (x < y);
-}
-
-/* Where the installer writes the refused built-ins (pysafe/install/function_review.py). */
-static void
-refused_builtins_path(char *path)
-{
-	char		sharepath[MAXPGPATH];
-
-	get_share_path(my_exec_path, sharepath);
-	snprintf(path, MAXPGPATH, "%s/pysafe/refused_builtins", sharepath);
-}
-
-/* Read the refused built-ins' OIDs ("OID signature" lines) into a sorted array. */
-static void
-load_refused_builtins(void)
-{
-	char		path[MAXPGPATH];
-	char		line[1024];
-	FILE	   *file;
-	int			capacity = 256;
-
-	refused_loaded = true;
-	refused_builtins_path(path);
-	file = AllocateFile(path, "r");
-	if (file == NULL)
-		return;
-	refused_oids = MemoryContextAlloc(TopMemoryContext, capacity * sizeof(Oid));
-	while (fgets(line, sizeof(line), file) != NULL)
-	{
-		char	   *end;
-		unsigned long oid = strtoul(line, &end, 10);
-
-		if (end == line || oid == 0 || *end != ' ')
-			continue;			/* comments and anything unexpected */
-		if (refused_count == capacity)
-		{
-			capacity *= 2;
-			refused_oids = repalloc(refused_oids, capacity * sizeof(Oid));
-		}
-		refused_oids[refused_count++] = (Oid) oid;
-	}
-	FreeFile(file);
-	qsort(refused_oids, refused_count, sizeof(Oid), compare_oids);
-	refused_file_found = true;
-}
-
-/*
- * Refuse a volatile built-in function the policy does not clear: the
- * writers it lists, and any it has not reviewed.  One binary search, no
- * catalog lookup.  Without the file every volatile built-in is refused
- * (fail closed).
- */
+/* Refuse a built-in function the review does not clear (functions.c). */
 static void
 check_builtin_function(Oid fn_oid)
 {
 	char		detail[NAMEDATALEN + MAXPGPATH + 128];
 	char		kind[NAMEDATALEN + 16];
 
-	if (fn_oid >= FirstGenbkiObjectId)
+	if (!pysafe_builtin_refused(fn_oid, detail, sizeof(detail)))
 		return;
-	if (!refused_loaded)
-		load_refused_builtins();
-	if (refused_file_found)
-	{
-		if (bsearch(&fn_oid, refused_oids, refused_count, sizeof(Oid), compare_oids) == NULL)
-			return;
-		snprintf(detail, sizeof(detail),
-				 "%s is a volatile built-in function that pysafe's review does not clear (pysafe/policy/functions.py).",
-				 get_func_name(fn_oid));
-	}
-	else
-	{
-		char		path[MAXPGPATH];
-
-		if (func_volatile(fn_oid) != PROVOLATILE_VOLATILE)
-			return;
-		refused_builtins_path(path);
-		snprintf(detail, sizeof(detail),
-				 "%s is a volatile built-in function, and the list of refused ones (%s) is missing; a superuser should run \"python -m pysafe install\".",
-				 get_func_name(fn_oid), path);
-	}
 	snprintf(kind, sizeof(kind), "FUNCTION %s", get_func_name(fn_oid));
 	refuse(kind, "builtin_functions",
 		   "cannot execute functions that may have side effects in a read-only session",
@@ -1117,6 +955,14 @@ pysafe_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	if (access == OAT_FUNCTION_EXECUTE && checks_apply() &&
 		(pysafe_block_c_functions || pysafe_force_read_only))
 		check_builtin_function(objectId);
+
+	/*
+	 * Other functions too, before the first call: a SECURITY DEFINER one is
+	 * otherwise checked only when called (fmgr_hook), and a strict one given
+	 * a NULL is never called.  Refusing at plan start answers the same for all.
+	 */
+	if (access == OAT_FUNCTION_EXECUTE && objectId >= FirstGenbkiObjectId)
+		check_function_allowed(objectId);
 	if (prev_object_access_hook)
 		prev_object_access_hook(access, classId, objectId, subId, arg);
 }

@@ -13,4 +13,9 @@
 /* reading.c: the canonical reading of a utility statement's parse tree. */
 extern char *pysafe_server_reading(Node *stmt);
 
+/* functions.c: which functions may have side effects, from the review files. */
+extern bool pysafe_function_may_write(Oid fn_oid, bool block_all_c, bool *c_language,
+									  char *refusal, Size refusal_size);
+extern bool pysafe_builtin_refused(Oid fn_oid, char *refusal, Size refusal_size);
+
 #endif							/* PYSAFE_H */

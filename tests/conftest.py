@@ -2,7 +2,9 @@
 
 The cluster comes from local binaries (pysafe.localcluster, built on
 pytest-postgresql's executor); pysafe is put on it with the real installer and
-the cluster restarted so the shim is preloaded.
+the cluster restarted so the shim is preloaded.  pg_stat_statements is
+preloaded first, as on most production servers, so the extension review's
+tests can call it and install shows it keeps other libraries.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from tests.support import RESTRICTED_ROLES_SETTING, Server, create_fixture_objec
 def server() -> Iterator[Server]:
     cluster = LocalCluster(settings={"autovacuum": "off"}).start()
     try:
+        with cluster.connect() as conn:
+            conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
         install(cluster.dsn(), cluster.pg_config)
         cluster.restart()
         server = Server(cluster)

@@ -71,6 +71,8 @@ def install(
         report.steps.append(f"server-side Python code in {paths.python_dir}")
         refused = function_review.place_refused_builtins(paths, conn)
         report.steps.append(f"refused volatile built-ins for the shim in {refused}")
+        cleared = function_review.place_cleared_c_functions(paths)
+        report.steps.append(f"cleared extension functions for the shim in {cleared}")
         if cluster.ensure_restricted_group(conn):
             report.steps.append(
                 f"role {cluster.RESTRICTED_GROUP} created (pysafe.restrict() grants it)"

@@ -1,4 +1,4 @@
-"""The refused volatile built-ins, written where the shim reads them.
+"""The reviewed function classification, written where the shim reads it.
 
 pysafe/policy/functions.py clears some volatile built-in functions for
 restricted sessions.  The installer lists every other volatile built-in
@@ -10,6 +10,10 @@ lookup.  Built-in OIDs and volatility are fixed when PostgreSQL is built,
 the same in every database and in every cluster of one installation, so one
 file beside the server-side Python serves the whole cluster, databases made
 later from template0 included.
+
+The cleared extension functions (pysafe/policy/extension_functions.py) go in
+a second file as "library symbol" lines: those do not depend on the server,
+so the file is the review itself, in the form the shim reads.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from pathlib import Path
 import psycopg
 
 from pysafe.install.files import ServerPaths, replace_file
+from pysafe.policy.extension_functions import cleared_c_symbols
 from pysafe.policy.functions import cleared_signatures, writing_signatures
 
 FILE_NAME = "refused_builtins"
+CLEARED_C_FILE_NAME = "cleared_c_functions"
 # Built-ins below this OID come from the build (FirstGenbkiObjectId); the shim
 # checks only those, so only those go in the file.
 FIRST_GENBKI_OID = 10000
@@ -41,6 +47,10 @@ SELECT p.oid, p.oid::regprocedure::text
 
 def refused_builtins_path(paths: ServerPaths) -> Path:
     return paths.python_dir.parent / FILE_NAME
+
+
+def cleared_c_functions_path(paths: ServerPaths) -> Path:
+    return paths.python_dir.parent / CLEARED_C_FILE_NAME
 
 
 def present_functions(conn: psycopg.Connection, signatures: list[str]) -> dict[int, str]:
@@ -81,4 +91,21 @@ def place_refused_builtins(paths: ServerPaths, conn: psycopg.Connection) -> Path
     version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
     target = refused_builtins_path(paths)
     replace_file(target, render(resolve_refused(conn), version))
+    return target
+
+
+def render_cleared_c_functions() -> str:
+    lines = [
+        "# Volatile C functions of extensions that pysafe clears for restricted sessions,",
+        "# as library and C symbol (pysafe/policy/extension_functions.py).  Written by",
+        "# python -m pysafe install; every other volatile C function is refused.",
+        *(f"{library} {symbol}" for library, symbol in cleared_c_symbols()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def place_cleared_c_functions(paths: ServerPaths) -> Path:
+    """Write the cleared extension functions; returns where."""
+    target = cleared_c_functions_path(paths)
+    replace_file(target, render_cleared_c_functions())
     return target

@@ -132,8 +132,30 @@ def status(plpy: Any) -> list[tuple[str, bool, str]]:
     return [(r.protection, r.live, r.detail) for r in status_rows(facts)]
 
 
-def function_review(plpy: Any) -> list[tuple[str, str, str]]:
-    """Rows of pysafe.function_review(): the reviewed built-ins this server has."""
+# Volatile C functions SQL can call in this database, with their extension.
+VOLATILE_C_FUNCTIONS_QUERY = """
+SELECT p.oid::pg_catalog.regprocedure::pg_catalog.text AS fn, p.oid AS oid,
+       p.probin, p.prosrc, e.extname
+  FROM pg_catalog.pg_proc p
+  LEFT JOIN pg_catalog.pg_depend d
+         ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+        AND d.objid = p.oid AND d.deptype = 'e'
+  LEFT JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+ WHERE p.prolang = 13 AND p.provolatile = 'v'
+   AND p.prorettype OPERATOR(pg_catalog.<>) ALL (ARRAY['internal', 'language_handler',
+         'trigger', 'event_trigger']::pg_catalog.regtype[]::pg_catalog.oid[])
+   AND NOT ('internal'::pg_catalog.regtype::pg_catalog.oid
+            OPERATOR(pg_catalog.=) ANY (p.proargtypes::pg_catalog.oid[]))
+ ORDER BY 1
+"""
+
+UNREVIEWED_EFFECT = "not reviewed: a volatile C function, which may write"
+
+
+def function_review(plpy: Any) -> list[tuple[int, str, str, str]]:
+    """Rows of pysafe.function_review(): the reviewed built-ins this server has,
+    then every volatile C function of this database with the review's verdict."""
+    from pysafe.policy.extension_functions import review_of  # noqa: PLC0415
     from pysafe.policy.functions import CLEARED_FUNCTIONS, WRITING_FUNCTIONS  # noqa: PLC0415
 
     plan = plpy.prepare(
@@ -144,7 +166,15 @@ def function_review(plpy: Any) -> list[tuple[str, str, str]]:
         for review in reviews:
             fn = plpy.execute(plan, [review.signature])[0]["fn"]
             if fn is not None:
-                rows.append((fn, verdict, review.effect))
+                rows.append((fn, verdict, review.effect, "built-in"))
+    for row in plpy.execute(VOLATILE_C_FUNCTIONS_QUERY):
+        extension = review_of(row["probin"], row["prosrc"])
+        source = row["extname"] or "no extension"
+        if extension is None:
+            rows.append((row["oid"], "refused", UNREVIEWED_EFFECT, source))
+        else:
+            verdict = "allowed" if extension.cleared else "refused"
+            rows.append((row["oid"], verdict, extension.effect, source))
     return rows
 
 
