@@ -26,6 +26,11 @@ def prepare(cluster: LocalCluster, with_pysafe: bool) -> None:
             conn.execute("SELECT pg_reload_conf()")
 
 
+def connection_options(cluster: LocalCluster, role: str) -> list[str]:
+    """A client program's options to reach ``cluster`` as ``role`` over TCP."""
+    return ["-h", "127.0.0.1", "-p", str(cluster.port), "-U", role]
+
+
 def pgbench_tps(
     cluster: LocalCluster, role: str, script: str, seconds: int, *options: str
 ) -> float:
@@ -38,12 +43,7 @@ def pgbench_tps(
         str(seconds),
         "-f",
         script,
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(cluster.port),
-        "-U",
-        role,
+        *connection_options(cluster, role),
         "postgres",
     )
     match = TPS.search(result.stdout)

@@ -204,17 +204,24 @@ c_function_cleared(HeapTuple proc_tuple)
 }
 
 /*
- * Can SQL call this function directly?  Not if it takes or makes "internal",
- * is a language handler, or is a (event) trigger function: those only run
- * from the machinery that calls them, which restricted sessions cannot set up.
+ * Is this a call the checks judge?  Not of a function that takes or makes
+ * "internal": SQL cannot give it a value.  When fmgr binds a function
+ * (by_executor false), not of a language handler or a (event) trigger
+ * function either: fmgr binds those for the machinery that calls them, for
+ * every PL/pgSQL call and trigger.  When the executor announces a call
+ * (by_executor true), a query calls it directly, which the machinery never
+ * does, so those are judged like any other function.
  */
 static bool
-callable_from_sql(Form_pg_proc proc)
+judged_call(Form_pg_proc proc, bool by_executor)
 {
 	int			i;
 
-	if (proc->prorettype == INTERNALOID || proc->prorettype == LANGUAGE_HANDLEROID ||
-		proc->prorettype == TRIGGEROID || proc->prorettype == EVENT_TRIGGEROID)
+	if (proc->prorettype == INTERNALOID)
+		return false;
+	if (!by_executor &&
+		(proc->prorettype == LANGUAGE_HANDLEROID || proc->prorettype == TRIGGEROID ||
+		 proc->prorettype == EVENT_TRIGGEROID))
 		return false;
 	for (i = 0; i < proc->pronargs; i++)
 		if (proc->proargtypes.values[i] == INTERNALOID)
@@ -241,8 +248,9 @@ language_is_trusted(Oid langoid)
  * May this function have side effects?  A volatile C-language (or
  * non-built-in internal) function may, unless the extension review clears
  * it; under block_all_c_functions every C function counts.  A volatile
- * function in an untrusted language may too.  On true, *refusal describes
- * the function and *c_language says which rule it fell under.
+ * function in an untrusted language may too.  by_executor says who asks
+ * (see judged_call()).  On true, *refusal describes the function and
+ * *c_language says which rule it fell under.
  *
  * Built-in functions are left to pysafe_builtin_refused(): the executor
  * announces them.  They reach this check only when the planner asks whether
@@ -251,8 +259,8 @@ language_is_trusted(Oid langoid)
  * pg_lock_status() behind pg_locks.
  */
 bool
-pysafe_function_may_write(Oid fn_oid, bool block_all_c, bool *c_language,
-						  char *refusal, Size refusal_size)
+pysafe_function_may_write(Oid fn_oid, bool block_all_c, bool by_executor,
+						  bool *c_language, char *refusal, Size refusal_size)
 {
 	HeapTuple	tuple;
 	Form_pg_proc proc;
@@ -266,7 +274,7 @@ pysafe_function_may_write(Oid fn_oid, bool block_all_c, bool *c_language,
 
 	if (fn_oid < FirstGenbkiObjectId && proc->prolang == INTERNALlanguageId)
 		;						/* built-in: the review decides (see above) */
-	else if (callable_from_sql(proc))
+	else if (judged_call(proc, by_executor))
 	{
 		*c_language = proc->prolang == ClanguageId ||
 			proc->prolang == INTERNALlanguageId;

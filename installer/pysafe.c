@@ -63,6 +63,7 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "nodes/plannodes.h"
+#include "parser/analyze.h"
 #include "parser/parser.h"
 #include "parser/parsetree.h"
 #include "replication/walsender.h"
@@ -103,6 +104,8 @@ PG_MODULE_MAGIC;
 
 /* The policy's reply for "allowed; it writes only temporary tables". */
 #define POLICY_TEMPORARY_WRITE	"+temporary"
+#define POLICY_PURE_ALLOW		"+allow"	/* allowed from the question alone: remember it */
+#define MAX_DECIDED_BYTES		(256 * 1024)	/* pysafe/policy/parsing.py has the same */
 
 #define POLICY_SCHEMA		"pysafe"
 #define POLICY_EXTENSION	"pysafe"
@@ -169,6 +172,9 @@ static GucStringCheckHook prev_check_role = NULL;
  * when there is none.  Leaving it by any path ends the session.
  */
 static Oid	locked_identity = InvalidOid;
+
+/* The policy entry point's OID once found; see lookup_policy_function(). */
+static Oid	policy_function_oid = InvalidOid;
 
 /* Cached answer of session_is_restricted(); see restriction_cache_reset(). */
 static bool restriction_cache_valid = false;
@@ -881,9 +887,12 @@ pysafe_ExecutorStart(QueryDesc *queryDesc, int eflags)
  * ---------------------------------------------------------------------
  */
 
-/* Refuse a function that may have side effects (functions.c says which). */
+/*
+ * Refuse a function that may have side effects (functions.c says which);
+ * by_executor when the executor announces the call rather than fmgr binding it.
+ */
 static void
-check_function_allowed(Oid fn_oid)
+check_function_allowed(Oid fn_oid, bool by_executor)
 {
 	bool		c_language;
 	char		detail[NAMEDATALEN * 2 + 96];
@@ -891,8 +900,8 @@ check_function_allowed(Oid fn_oid)
 
 	if (!checks_apply() || !pysafe_block_c_functions)	/* also guards a locked identity */
 		return;
-	if (!pysafe_function_may_write(fn_oid, pysafe_block_all_c_functions, &c_language,
-								   detail, sizeof(detail)))
+	if (!pysafe_function_may_write(fn_oid, pysafe_block_all_c_functions, by_executor,
+								   &c_language, detail, sizeof(detail)))
 		return;
 	snprintf(kind, sizeof(kind), "FUNCTION %s", get_func_name(fn_oid));
 	refuse(kind, c_language ? "c_functions" : "untrusted_functions",
@@ -904,7 +913,7 @@ check_function_allowed(Oid fn_oid)
 static bool
 pysafe_needs_fmgr_hook(Oid fn_oid)
 {
-	check_function_allowed(fn_oid);
+	check_function_allowed(fn_oid, false);
 	return prev_needs_fmgr_hook ? prev_needs_fmgr_hook(fn_oid) : false;
 }
 
@@ -916,7 +925,7 @@ static void
 pysafe_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *private)
 {
 	if (event == FHET_START)
-		check_function_allowed(flinfo->fn_oid);
+		check_function_allowed(flinfo->fn_oid, false);
 	if (prev_fmgr_hook)
 		prev_fmgr_hook(event, flinfo, private);
 }
@@ -959,10 +968,12 @@ pysafe_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	/*
 	 * Other functions too, before the first call: a SECURITY DEFINER one is
 	 * otherwise checked only when called (fmgr_hook), and a strict one given
-	 * a NULL is never called.  Refusing at plan start answers the same for all.
+	 * a NULL is never called.  Refusing at plan start answers the same for
+	 * all.  A query calling a handler or trigger function directly is judged
+	 * here too; the trigger and handler machinery never announces its calls.
 	 */
 	if (access == OAT_FUNCTION_EXECUTE && objectId >= FirstGenbkiObjectId)
-		check_function_allowed(objectId);
+		check_function_allowed(objectId, true);
 	if (prev_object_access_hook)
 		prev_object_access_hook(access, classId, objectId, subId, arg);
 }
@@ -1001,6 +1012,21 @@ explain_mentions_analyze(ExplainStmt *stmt)
 			return true;
 	}
 	return false;
+}
+
+/*
+ * Does EXPLAIN explain a plain SELECT: no INTO, no data-modifying WITH?
+ * Then even with ANALYZE it runs only a query, which meets the executor
+ * checks; the policy allows it under every setting.  BI tools send these
+ * with megabytes of constants, which Python need not read again.
+ */
+static bool
+explains_plain_select(ExplainStmt *stmt)
+{
+	Query	   *query = (Query *) stmt->query;
+
+	return query != NULL && IsA(query, Query) && query->utilityStmt == NULL &&
+		query->commandType == CMD_SELECT && !query->hasModifyingCTE;
 }
 
 /* Is the constant one PostgreSQL reads as boolean true (on, true, yes, 1 ...)? */
@@ -1102,7 +1128,8 @@ utility_fast_path_allows(Node *stmt)
 			/* Up to ROW SHARE: no lock a writer needs (pg_dump's ACCESS SHARE). */
 			return ((LockStmt *) stmt)->mode <= RowShareLock;
 		case T_ExplainStmt:
-			return !explain_mentions_analyze((ExplainStmt *) stmt);
+			return !explain_mentions_analyze((ExplainStmt *) stmt) ||
+				explains_plain_select((ExplainStmt *) stmt);
 		case T_CopyStmt:
 			{
 				CopyStmt   *copy = (CopyStmt *) stmt;
@@ -1270,7 +1297,7 @@ statement_text(PlannedStmt *pstmt, const char *queryString)
  * extension.  A look-alike created by anyone else is never called.
  */
 static Oid
-lookup_policy_function(const char **why)
+lookup_policy_function_uncached(const char **why)
 {
 	Oid			argtypes[POLICY_FUNCTION_ARGS] = {TEXTOID, TEXTOID, TEXTOID, INT4OID};
 	Oid			extoid;
@@ -1312,6 +1339,39 @@ lookup_policy_function(const char **why)
 	return funcoid;
 }
 
+/*
+ * The policy entry point, looked up once and kept until pg_proc changes
+ * (policy_function_invalidated): the lookup scans pg_extension and
+ * pg_depend, which cost more than a remembered verdict.
+ */
+static Oid
+lookup_policy_function(const char **why)
+{
+	if (!OidIsValid(policy_function_oid))
+		policy_function_oid = lookup_policy_function_uncached(why);
+	return policy_function_oid;
+}
+
+/* Syscache callback: a function changed, perhaps the policy entry point. */
+static void
+policy_function_invalidated(Datum arg, int cacheid, uint32 hashvalue)
+{
+	policy_function_oid = InvalidOid;
+}
+
+/* The whole question the policy answers, unambiguous: lengths before texts. */
+static char *
+policy_question(const char *statement, const char *command_tag, const char *reading,
+				Size *length)
+{
+	char	   *question = psprintf("%d|%zu:%s|%zu:%s|%s", current_policy_flags(),
+									strlen(command_tag), command_tag,
+									strlen(reading), reading, statement);
+
+	*length = strlen(question);
+	return question;
+}
+
 /* Call the policy; NULL means allowed, otherwise its reply (see veto_by_python_policy). */
 static text *
 call_policy_function(Oid funcoid, const char *statement, const char *command_tag,
@@ -1350,6 +1410,8 @@ veto_by_python_policy(PlannedStmt *pstmt, const char *queryString)
 	const char *tag = GetCommandTagName(CreateCommandTag(pstmt->utilityStmt));
 	char	   *statement = statement_text(pstmt, queryString);
 	char	   *reading;
+	char	   *question;
+	Size		question_length;
 	MemoryContext caller_context = CurrentMemoryContext;
 	text	   *verdict = NULL;
 	char	   *rule;
@@ -1367,7 +1429,16 @@ veto_by_python_policy(PlannedStmt *pstmt, const char *queryString)
 				 errhint("A superuser should run \"python -m pysafe install\" to create the pysafe objects in every database.")));
 	}
 
+	/* The policy's own size bound (MAX_DECIDED_BYTES), kept without Python. */
+	if (strlen(statement) > MAX_DECIDED_BYTES)
+		refuse(tag, "too_large",
+			   psprintf("cannot execute %s in a read-only session: pysafe could not verify it", tag),
+			   psprintf("The statement is longer than %d kB, the most pysafe's policy reads.",
+						MAX_DECIDED_BYTES / 1024));
 	reading = pysafe_server_reading(pstmt->utilityStmt);
+	question = policy_question(statement, tag, reading, &question_length);
+	if (pysafe_verdict_remembered(question, question_length))
+		return false;			/* allowed before, from this very question */
 	PG_TRY();
 	{
 		verdict = call_policy_function(funcoid, statement, tag, reading);
@@ -1378,6 +1449,13 @@ veto_by_python_policy(PlannedStmt *pstmt, const char *queryString)
 
 		MemoryContextSwitchTo(caller_context);
 		edata = CopyErrorData();
+
+		/*
+		 * A cancel or statement_timeout that stopped the policy is reported
+		 * as itself; the statement does not run either way.
+		 */
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			PG_RE_THROW();
 		FlushErrorState();
 		log_refusal(tag, "policy_failed", edata->message);
 		ereport(ERROR,
@@ -1396,6 +1474,11 @@ veto_by_python_policy(PlannedStmt *pstmt, const char *queryString)
 	if (verdict == NULL)
 		return false;
 	rule = text_to_cstring(verdict);
+	if (strcmp(rule, POLICY_PURE_ALLOW) == 0)
+	{
+		pysafe_remember_verdict(question, question_length);
+		return false;
+	}
 	if (strcmp(rule, POLICY_TEMPORARY_WRITE) == 0)
 	{
 		if (temporary_write_confirmed(pstmt->utilityStmt))
@@ -1581,6 +1664,19 @@ pysafe_session_is_restricted(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(session_is_restricted());
 }
 
+/* The statement as parse analysis hands it to ProcessUtility. */
+static Node *
+analyzed_statement(RawStmt *raw, const char *sql)
+{
+#if PG_VERSION_NUM >= 150000
+	Query	   *query = parse_analyze_fixedparams(raw, sql, NULL, 0, NULL);
+#else
+	Query	   *query = parse_analyze(raw, sql, NULL, 0, NULL);
+#endif
+
+	return query->utilityStmt;
+}
+
 /* pysafe.fast_path_allows(sql): would the C fast path pass every statement? */
 Datum
 pysafe_fast_path_allows(PG_FUNCTION_ARGS)
@@ -1593,7 +1689,13 @@ pysafe_fast_path_allows(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(false);
 	foreach(lc, parsed)
 	{
-		if (!utility_fast_path_allows(((RawStmt *) lfirst(lc))->stmt))
+		RawStmt    *raw = (RawStmt *) lfirst(lc);
+		Node	   *stmt = raw->stmt;
+
+		/* EXPLAIN reaches ProcessUtility with its statement analyzed; so here. */
+		if (IsA(stmt, ExplainStmt))
+			stmt = analyzed_statement(raw, sql);
+		if (!utility_fast_path_allows(stmt))
 			PG_RETURN_BOOL(false);
 	}
 	PG_RETURN_BOOL(true);
@@ -1697,6 +1799,8 @@ _PG_init(void)
 
 	guard_core_settings();
 
+	CacheRegisterSyscacheCallback(PROCOID, policy_function_invalidated, (Datum) 0);
+	pysafe_verdicts_init();
 	CacheRegisterSyscacheCallback(AUTHOID, restriction_cache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, restriction_cache_callback, (Datum) 0);
 

@@ -14,8 +14,14 @@
 extern char *pysafe_server_reading(Node *stmt);
 
 /* functions.c: which functions may have side effects, from the review files. */
-extern bool pysafe_function_may_write(Oid fn_oid, bool block_all_c, bool *c_language,
-									  char *refusal, Size refusal_size);
+extern bool pysafe_function_may_write(Oid fn_oid, bool block_all_c, bool by_executor,
+									  bool *c_language, char *refusal, Size refusal_size);
 extern bool pysafe_builtin_refused(Oid fn_oid, char *refusal, Size refusal_size);
+
+/* verdicts.c: the policy's pure verdicts this backend remembers. */
+extern void pysafe_verdicts_init(void);
+extern bool pysafe_verdict_remembered(const char *question, Size length);
+extern void pysafe_remember_verdict(const char *question, Size length);
+extern void pysafe_forget_verdicts(void);
 
 #endif							/* PYSAFE_H */

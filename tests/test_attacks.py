@@ -29,6 +29,7 @@ import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
 
+from pysafe.policy import messages
 from tests.support import (
     READ_ONLY_SQLSTATE,
     Server,
@@ -993,3 +994,20 @@ def test_a_restricted_session_whose_role_is_dropped_stays_restricted(server: Ser
         assert server.admin("SELECT count(*) FROM open_table") == [(0,)]
     finally:
         server.admin("DROP TABLE open_table; DROP ROLE IF EXISTS short_lived")
+
+
+HANDLER_CALLS = ("SELECT plpgsql_call_handler()", "SELECT plpython3_call_handler()")
+FUNCTIONS_MESSAGE = messages.FUNCTIONS
+
+
+def test_handlers_called_directly_are_judged(server: Server) -> None:
+    """Review round 5: fmgr binds language handlers and trigger functions for
+    the machinery unchecked, but a query calling one directly is announced by
+    the executor, and judged there like any volatile C function."""
+    with server.connect("reporting") as conn:
+        assert_each_refused(conn, HANDLER_CALLS, message=FUNCTIONS_MESSAGE)
+    for statement in HANDLER_CALLS:
+        outcome = server.attempt("writer", statement)
+        assert outcome is None or outcome.sqlstate != READ_ONLY_SQLSTATE, outcome
+    # The machinery itself still runs: PL/pgSQL through its handler, and the login trigger.
+    server.assert_allowed("reporting", "DO $d$BEGIN PERFORM 1; END$d$", "SELECT count(*) FROM rich")

@@ -9,6 +9,9 @@ import pytest
 from pysafe.policy import PolicySettings, decide_text
 from tests.support import Server, attempt_on
 
+MODIFYING_CTE_EXPLAIN = (
+    "EXPLAIN ANALYZE WITH w AS (INSERT INTO t VALUES (1) RETURNING a) SELECT * FROM w"
+)
 HAND_PICKED = [
     "SHOW work_mem",
     "SHOW ALL",
@@ -78,6 +81,16 @@ HAND_PICKED = [
     "EXPLAIN ANALYZE INSERT INTO t VALUES (1)",
     "EXPLAIN (ANALYZE off) INSERT INTO t VALUES (1)",
     "EXPLAIN (ANALYZE) CREATE TABLE x AS SELECT 1",
+    # EXPLAIN ANALYZE of a plain SELECT, however long: no Python (issue 10).
+    "EXPLAIN ANALYZE SELECT * FROM t WHERE a IN (1, 2, 3)",
+    "EXPLAIN (ANALYZE, BUFFERS, FORMAT json) SELECT count(*) FROM t",
+    "EXPLAIN (ANALYZE false, ANALYZE) SELECT 1",
+    "EXPLAIN ANALYZE SELECT * FROM t FOR UPDATE",
+    MODIFYING_CTE_EXPLAIN,
+    "EXPLAIN ANALYZE WITH w AS (SELECT 1) SELECT * FROM w",
+    "EXPLAIN ANALYZE SELECT * INTO y FROM t",
+    "EXPLAIN ANALYZE CREATE MATERIALIZED VIEW m AS SELECT 1",
+    "EXPLAIN ANALYZE EXECUTE p",
     "COPY t TO STDOUT",
     "COPY (SELECT 1) TO STDOUT WITH (FORMAT csv)",
     "COPY t FROM STDIN",
@@ -135,6 +148,9 @@ def setting_statements(server: Server) -> list[str]:
 def test_fast_path_allows_only_what_python_allows(server: Server) -> None:
     statements = HAND_PICKED + setting_statements(server)
     with server.connect() as conn:
+        # EXPLAIN's statement is analyzed, as the server does: it needs its objects.
+        conn.execute("CREATE TEMP TABLE t (a int)")
+        conn.execute("PREPARE p AS SELECT 1")
         fast = {
             sql: bool(conn.execute("SELECT pysafe.fast_path_allows(%s)", [sql]).fetchone()[0])  # type: ignore[index]
             for sql in statements
@@ -166,6 +182,11 @@ def test_fast_path_allows_only_what_python_allows(server: Server) -> None:
     assert fast["DECLARE c CURSOR WITH HOLD FOR SELECT 1"] and fast["COPY t TO STDOUT"]
     assert fast["EXPLAIN INSERT INTO t VALUES (1)"] and fast["DISCARD PLANS"]
     assert not fast["EXPLAIN (ANALYZE off) INSERT INTO t VALUES (1)"]
+    assert fast["EXPLAIN ANALYZE SELECT * FROM t WHERE a IN (1, 2, 3)"]
+    assert fast["EXPLAIN (ANALYZE false, ANALYZE) SELECT 1"]
+    assert not fast[MODIFYING_CTE_EXPLAIN]
+    assert not fast["EXPLAIN ANALYZE SELECT * INTO y FROM t"]
+    assert not fast["EXPLAIN ANALYZE CREATE MATERIALIZED VIEW m AS SELECT 1"]
     assert not fast["COPY t TO PROGRAM 'cat'"] and not fast["COPY t FROM STDIN"]
     assert not fast["DO $$BEGIN END$$"] and not fast["PREPARE TRANSACTION 'x'"]
 

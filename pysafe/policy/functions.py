@@ -186,7 +186,7 @@ WRITING_FUNCTIONS: tuple[FunctionReview, ...] = (
         "binary_upgrade_set_record_init_privs(boolean)",
     ),
     *_group(
-        "creates, drops, advances or consumes replication slots and origins",
+        "creates, drops, advances or consumes replication slots",
         "pg_create_physical_replication_slot(name,boolean,boolean)",
         "pg_create_logical_replication_slot(name,name,boolean,boolean)",
         "pg_create_logical_replication_slot(name,name,boolean,boolean,boolean)",
@@ -207,6 +207,23 @@ WRITING_FUNCTIONS: tuple[FunctionReview, ...] = (
             "pg_logical_slot_get_binary_changes(name,pg_lsn,integer,text[])",
             "SELECT pg_logical_slot_get_binary_changes((SELECT NULL::name), NULL, NULL)",
         ),
+    ),
+    *_group(
+        # Peeking consumes nothing, yet it holds the slot (its consumer fails
+        # meanwhile), moves the slot's last-activity time, which keeps WAL
+        # from idle_replication_slot_timeout, and writes snapshot and spill files.
+        "decodes a replication slot's changes: holds the slot and writes files",
+        (
+            "pg_logical_slot_peek_changes(name,pg_lsn,integer,text[])",
+            "SELECT pg_logical_slot_peek_changes((SELECT NULL::name), NULL, NULL)",
+        ),
+        (
+            "pg_logical_slot_peek_binary_changes(name,pg_lsn,integer,text[])",
+            "SELECT pg_logical_slot_peek_binary_changes((SELECT NULL::name), NULL, NULL)",
+        ),
+    ),
+    *_group(
+        "creates, drops or advances replication origins",
         "pg_replication_origin_create(text)",
         "pg_replication_origin_drop(text)",
         "pg_replication_origin_advance(text,pg_lsn)",
@@ -386,15 +403,6 @@ CLEARED_FUNCTIONS: tuple[FunctionReview, ...] = (
         "pg_show_all_file_settings()",
         "pg_show_replication_origin_status()",
         "pg_replication_origin_progress(text,boolean)",
-        # Peeking decodes changes without consuming them; the get_ variants are writers.
-        (
-            "pg_logical_slot_peek_changes(name,pg_lsn,integer,text[])",
-            "SELECT pg_logical_slot_peek_changes((SELECT NULL::name), NULL, NULL)",
-        ),
-        (
-            "pg_logical_slot_peek_binary_changes(name,pg_lsn,integer,text[])",
-            "SELECT pg_logical_slot_peek_binary_changes((SELECT NULL::name), NULL, NULL)",
-        ),
     ),
     *_group(
         "reads server files (for roles granted pg_read_server_files or EXECUTE)",

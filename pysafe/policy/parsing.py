@@ -18,6 +18,12 @@ takes it.  So:
   thread runs only pglast, with every signal blocked so that the server's
   signal handlers stay on the backend's own thread.  Starting it costs about
   0.3 ms, which only long statements pay.
+
+While the thread parses, the caller's ``while_waiting`` runs every
+WAIT_SLICE_SECONDS.  Inside the server it lets PostgreSQL process a pending
+cancel or statement_timeout, which then ends the statement with 57014
+instead of waiting for the parse (the thread finishes on its own and its
+result is dropped).
 """
 
 from __future__ import annotations
@@ -32,8 +38,17 @@ from pglast.parser import ParseError, parse_sql_protobuf
 
 # Statements up to this size are parsed on the caller's stack.
 INLINE_PARSE_BYTES = 2048
+# The largest statement the server asks the policy about; installer/pysafe.c
+# refuses longer ones itself, with the same words, without calling Python.
+# pglast's tree takes about 40 times the text in memory and 0.7 s per MB to
+# build, so this bounds one decision to about 0.2 s and 10 MB.  The
+# statements clients send at such sizes (queries, EXPLAIN of a query, COPY
+# TO STDOUT, DECLARE) never need the policy.
+MAX_DECIDED_BYTES = 256 * 1024
 # The parsing thread's stack: virtual memory, committed only as far as used.
 PARSE_STACK_BYTES = 64 * 1024 * 1024
+# How often a parse in the thread lets the caller look for a cancel.
+WAIT_SLICE_SECONDS = 0.02
 # What libpg_query says of a tree too deep for it (the C stack, or protobuf's own limit).
 TOO_DEEP = ("stack depth limit exceeded", "nested too deeply")
 
@@ -45,9 +60,13 @@ class StatementTooDeep(ValueError):
 
 
 def run_with_large_stack(
-    function: Callable[[str], Result], argument: str, stack_bytes: int = PARSE_STACK_BYTES
+    function: Callable[[str], Result],
+    argument: str,
+    stack_bytes: int = PARSE_STACK_BYTES,
+    while_waiting: Callable[[], None] | None = None,
 ) -> Result:
-    """function(argument) in a thread with ``stack_bytes`` of stack, signals blocked."""
+    """function(argument) in a thread with ``stack_bytes`` of stack, signals
+    blocked; ``while_waiting()`` runs between waits and may raise to give up."""
     outcome: dict[str, object] = {}
 
     def target() -> None:
@@ -66,16 +85,22 @@ def run_with_large_stack(
             signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
     finally:
         threading.stack_size(previous_size)
-    thread.join()
+    thread.join(WAIT_SLICE_SECONDS)
+    while thread.is_alive():
+        if while_waiting is not None:
+            while_waiting()
+        thread.join(WAIT_SLICE_SECONDS)
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]
     return outcome["value"]  # type: ignore[return-value]
 
 
-def parse_statements(text: str) -> tuple[ast.RawStmt, ...]:
-    """pglast's parse of ``text``; raises ParseError, or StatementTooDeep."""
-    if len(text) <= INLINE_PARSE_BYTES:  # characters: never more than the bytes
-        return parse_sql(text)
+def check_depth(text: str) -> None:
+    """libpg_query's depth-checked protobuf output; raises StatementTooDeep.
+
+    Runs on the caller's thread: libpg_query crashes the backend when its
+    protobuf step runs on the parsing thread (seen on PostgreSQL 15).
+    """
     try:
         parse_sql_protobuf(text)
     except ParseError as error:
@@ -85,4 +110,13 @@ def parse_statements(text: str) -> tuple[ast.RawStmt, ...]:
                 "split the expression or the query into smaller parts"
             ) from error
         raise
-    return run_with_large_stack(parse_sql, text)
+
+
+def parse_statements(
+    text: str, while_waiting: Callable[[], None] | None = None
+) -> tuple[ast.RawStmt, ...]:
+    """pglast's parse of ``text``; raises ParseError, or StatementTooDeep."""
+    if len(text) <= INLINE_PARSE_BYTES:  # characters: never more than the bytes
+        return parse_sql(text)
+    check_depth(text)
+    return run_with_large_stack(parse_sql, text, while_waiting=while_waiting)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pglast import ast
@@ -11,7 +12,7 @@ from pglast.visitors import Visitor
 from pysafe.policy import messages
 from pysafe.policy.facts import CatalogFacts, OfflineFacts
 from pysafe.policy.functions import writing_function_names
-from pysafe.policy.parsing import StatementTooDeep, parse_statements
+from pysafe.policy.parsing import MAX_DECIDED_BYTES, StatementTooDeep, parse_statements
 from pysafe.policy.reading import reading
 from pysafe.policy.settings import PolicySettings
 from pysafe.policy.utility import (
@@ -25,6 +26,10 @@ from pysafe.policy.utility import (
 from pysafe.policy.verdict import Verdict
 
 WRITING_NAMES = writing_function_names()
+# installer/pysafe.c has the same words for the refusals it makes itself.
+TOO_LARGE_DETAIL = (
+    f"The statement is longer than {MAX_DECIDED_BYTES // 1024} kB, the most pysafe's policy reads."
+)
 
 
 class BuiltinCallFinder(Visitor):
@@ -109,6 +114,8 @@ def decide_statement(
     settings: PolicySettings,
     facts: CatalogFacts,
     server_reading: str | None = None,
+    *,
+    while_waiting: Callable[[], None] | None = None,
 ) -> Verdict:
     """The server-side decision for one utility statement.
 
@@ -117,10 +124,17 @@ def decide_statement(
     the server will run (:mod:`pysafe.policy.reading`).  Fails closed: text
     that does not parse as exactly one statement, a reading that differs from
     the server's, or an allowed statement whose kind disagrees with the
-    server's tag, is refused.
+    server's tag, is refused.  ``while_waiting`` runs while a long statement
+    is parsed (see :func:`parse_statements`).
     """
+    if len(text.encode()) > MAX_DECIDED_BYTES:
+        return Verdict.refuse(
+            "too_large",
+            messages.UNPARSABLE.format(command=server_tag),
+            TOO_LARGE_DETAIL,
+        )
     try:
-        parsed = parse_statements(text)
+        parsed = parse_statements(text, while_waiting)
     except StatementTooDeep as error:
         unverified = messages.UNPARSABLE.format(command=server_tag)
         return Verdict.refuse("too_deep", unverified, str(error))

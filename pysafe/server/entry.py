@@ -33,6 +33,7 @@ PERSISTENCE_QUERY = (
     " WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)"
 )
 
+INTERRUPTS_QUERY = "SELECT pg_catalog.pg_sleep(0)"
 
 # Prepared once per backend (plpy.prepare keeps its plans): preparing again at
 # every decision cost more than the decision itself.  The queries are fully
@@ -50,10 +51,16 @@ def prepared(plpy: Any, query: str, types: list[str]) -> Any:
 
 
 class ServerCatalogFacts:
-    """Catalog facts read through PL/Python's plpy module."""
+    """Catalog facts read through PL/Python's plpy module.
+
+    ``read_relations`` records whether a decision looked at any relation: such
+    a verdict depends on search_path and pg_class, so the shim must not
+    remember it (see PURE_ALLOW_REPLY).
+    """
 
     def __init__(self, plpy: Any) -> None:
         self._plpy = plpy
+        self.read_relations = False
 
     def language_is_trusted(self, name: str) -> bool | None:
         plan = prepared(self._plpy, LANGUAGE_QUERY, ["pg_catalog.name"])
@@ -61,28 +68,49 @@ class ServerCatalogFacts:
         return bool(rows[0]["lanpltrusted"]) if len(rows) else None
 
     def relation_persistence(self, name: str) -> str | None:
+        self.read_relations = True
         plan = prepared(self._plpy, PERSISTENCE_QUERY, ["pg_catalog.text"])
         rows = self._plpy.execute(plan, [name])
         return str(rows[0]["relpersistence"]) if len(rows) else None
 
 
+# "Allowed, judged from the question alone": from the arguments, the
+# settings in ``flags`` and at most a language's trust.  The shim remembers
+# the question and answers it again without Python until pg_language or
+# pg_proc changes (installer/verdicts.c).  Python-only mode (no server
+# reading) gets NULL, which its event trigger reads as allowed.
+PURE_ALLOW_REPLY = "+allow"
+
+
 def decide_utility(
     statement: str, command_tag: str, server_reading: str | None, flags: int, plpy: Any
 ) -> str | None:
-    """The shim's question: None to allow, else its reply (Verdict.as_server_reply).
+    """The shim's question: None or PURE_ALLOW_REPLY to allow, else its reply
+    (Verdict.as_server_reply).
 
     ``server_reading`` is the shim's description of the tree the server will
     run; the policy refuses when its own reading of ``statement`` differs.
     Python-only mode has no shim to read the tree and passes NULL.
     """
+    facts = ServerCatalogFacts(plpy)
+
+    def let_postgres_take_interrupts() -> None:
+        # pg_sleep(0) runs CHECK_FOR_INTERRUPTS: a pending cancel or
+        # statement_timeout raises 57014 here, which the shim passes on.
+        plpy.execute(prepared(plpy, INTERRUPTS_QUERY, []))
+
     verdict = decide_statement(
         statement,
         command_tag,
         PolicySettings.from_flags(flags),
-        ServerCatalogFacts(plpy),
+        facts,
         server_reading=server_reading,
+        while_waiting=let_postgres_take_interrupts,
     )
-    return verdict.as_server_reply()
+    reply = verdict.as_server_reply()
+    if reply is None and server_reading is not None and not facts.read_relations:
+        return PURE_ALLOW_REPLY
+    return reply
 
 
 STATUS_FACTS_QUERY = """

@@ -1,0 +1,105 @@
+"""Large statements: the policy's time and memory stay bounded, and cancels work.
+
+BI tools send EXPLAIN ANALYZE with megabytes of constants: it takes the C
+fast path and never reaches Python.  A statement that needs the policy and
+is longer than MAX_DECIDED_BYTES is refused by the shim without Python.  A
+cancel or statement_timeout during a policy decision ends the statement with
+57014.  Timings are measured in bench/huge_statements.py, not here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from pysafe.policy import messages
+from pysafe.policy.parsing import MAX_DECIDED_BYTES
+from tests.support import READ_ONLY_SQLSTATE, Refusal, Server, attempt_on
+from tests.test_fast_path import backend_has_python
+
+QUERY_CANCELED = "57014"
+
+
+def in_list(constants: int) -> str:
+    return ", ".join(str(n) for n in range(constants))
+
+
+def do_block_of(size: int) -> str:
+    """A DO block that only reads, padded with a comment to ``size`` bytes."""
+    head, tail = "DO $d$BEGIN PERFORM 1; /* ", " */ END$d$"
+    return head + "x" * (size - len(head) - len(tail)) + tail
+
+
+def test_explain_analyze_of_a_huge_select_runs_without_python(server: Server) -> None:
+    sql = f"EXPLAIN ANALYZE SELECT 1 WHERE 1 IN ({in_list(400_000)})"
+    assert len(sql) > 2_000_000
+    with server.connect("reporting") as conn:
+        plan = conn.execute(sql).fetchall()
+        assert any("actual" in str(row[0]) for row in plan)
+        assert not backend_has_python(conn.info.backend_pid)
+
+
+def test_a_statement_beyond_the_bound_is_refused_without_python(server: Server) -> None:
+    too_large = do_block_of(MAX_DECIDED_BYTES + 1)
+    with server.connect("reporting") as conn:
+        outcome = attempt_on(conn, too_large)
+        assert outcome is not None and outcome.sqlstate == READ_ONLY_SQLSTATE, outcome
+        assert outcome.message == messages.UNPARSABLE.format(command="DO")
+        assert not backend_has_python(conn.info.backend_pid)
+        # Just below the bound the policy reads it, and allows it.
+        assert attempt_on(conn, do_block_of(MAX_DECIDED_BYTES - 16)) is None
+    with server.connect("writer") as conn:
+        assert attempt_on(conn, too_large) is None
+
+
+def test_the_policy_refuses_beyond_the_bound_too() -> None:
+    """pysafe/policy/statement.py has the shim's rule, for the same question."""
+    from pysafe.policy.facts import OfflineFacts  # noqa: PLC0415
+    from pysafe.policy.settings import PolicySettings  # noqa: PLC0415
+    from pysafe.policy.statement import decide_statement  # noqa: PLC0415
+
+    settings = PolicySettings()
+    verdict = decide_statement(do_block_of(MAX_DECIDED_BYTES + 1), "DO", settings, OfflineFacts())
+    assert not verdict.allowed and verdict.rule == "too_large"
+    assert decide_statement(do_block_of(1000), "DO", settings, OfflineFacts()).allowed
+
+
+def test_statement_timeout_during_a_policy_decision_reports_57014(server: Server) -> None:
+    """The policy parses a statement near the bound for a tenth of a second or
+    more; a 60 ms statement_timeout ends it with 57014, not with the policy's
+    refusal (25006), which it would give if it ran to the end."""
+    sql = f"CREATE TABLE huge AS SELECT 1 AS a WHERE 1 IN ({in_list(36_000)})"
+    assert 200_000 < len(sql) < MAX_DECIDED_BYTES
+    with server.connect("reporting") as conn:
+        conn.execute("DO $d$BEGIN END$d$")  # Python loaded, so the timer runs during the parse
+        conn.execute("SET statement_timeout = '60ms'")
+        outcome = attempt_on(conn, sql)
+        assert outcome is not None and outcome.sqlstate == QUERY_CANCELED, outcome
+        conn.execute("SET statement_timeout = 0")
+        refusal = attempt_on(conn, sql)
+        assert refusal is not None and refusal.sqlstate == READ_ONLY_SQLSTATE, refusal
+        conn.execute("SELECT 1")  # the session carries on
+
+
+def test_a_cancel_during_a_policy_decision_reports_57014(server: Server) -> None:
+    sql = f"CREATE TABLE huge AS SELECT 1 AS a WHERE 1 IN ({in_list(36_000)})"
+    outcome: list[Refusal | None] = []
+    with server.connect("reporting") as conn, server.connect() as admin:
+        conn.execute("DO $d$BEGIN END$d$")
+        worker = threading.Thread(target=lambda: outcome.append(attempt_on(conn, sql)))
+        worker.start()
+        deadline = time.monotonic() + 5
+        while (
+            time.monotonic() < deadline
+            and not admin.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND state = 'active'"
+                " AND query LIKE 'CREATE TABLE huge%%'",
+                [conn.info.backend_pid],
+            ).fetchall()
+        ):
+            time.sleep(0.005)
+        time.sleep(0.03)  # into the policy's parse, which takes far longer
+        admin.execute("SELECT pg_cancel_backend(%s)", [conn.info.backend_pid])
+        worker.join()
+        assert outcome[0] is not None and outcome[0].sqlstate == QUERY_CANCELED, outcome
+        conn.execute("SELECT 1")
