@@ -224,6 +224,53 @@ check_roles(char **newval, void **extra, GucSource source)
 	return ok;
 }
 
+/* The pysafe.roles value this backend last looked over for unknown names. */
+static char *roles_looked_over = NULL;
+
+/*
+ * Warn a superuser whose session sees pysafe.roles change (the DBA who just
+ * reloaded) about names that match no role: they restrict nobody (a typo,
+ * or "report team" for "Report Team").  Once per value and backend, at the
+ * next statement; the value a session starts with is only noted, so new
+ * connections stay quiet (status and audit report it for as long as it
+ * lasts).  Needs a transaction for the lookups.
+ */
+static void
+warn_unknown_listed_roles(void)
+{
+	const char *value = pysafe_roles ? pysafe_roles : "";
+	bool		changed;
+	char	   *copy;
+	List	   *names = NIL;
+	ListCell   *lc;
+
+	if (roles_looked_over != NULL && strcmp(roles_looked_over, value) == 0)
+		return;
+	if (!IsTransactionState() || IsParallelWorker())
+		return;
+	changed = roles_looked_over != NULL;
+	if (changed)
+		pfree(roles_looked_over);
+	roles_looked_over = MemoryContextStrdup(TopMemoryContext, value);
+	if (!changed || !superuser())
+		return;
+	copy = pstrdup(value);
+	if (SplitIdentifierString(copy, ',', &names))
+	{
+		foreach(lc, names)
+		{
+			const char *name = (const char *) lfirst(lc);
+
+			if (!OidIsValid(get_role_oid(name, true)))
+				ereport(WARNING,
+						(errmsg("pysafe.roles names \"%s\", which matches no role: it restricts nobody", name),
+						 errhint("Role names are case-sensitive; \"python -m pysafe audit\" suggests the role meant.")));
+		}
+	}
+	list_free(names);
+	pfree(copy);
+}
+
 /* Syscache callback on pg_authid / pg_auth_members. */
 static void
 restriction_cache_callback(Datum arg, int cacheid, uint32 hashvalue)
@@ -871,6 +918,7 @@ check_plan_is_read_only(QueryDesc *queryDesc)
 static void
 pysafe_ExecutorStart(QueryDesc *queryDesc, int eflags)
 {
+	warn_unknown_listed_roles();
 	if (checks_apply() && !(eflags & EXEC_FLAG_EXPLAIN_ONLY))
 	{
 		force_read_only();
@@ -1340,9 +1388,12 @@ lookup_policy_function_uncached(const char **why)
 }
 
 /*
- * The policy entry point, looked up once and kept until pg_proc changes
- * (policy_function_invalidated): the lookup scans pg_extension and
- * pg_depend, which cost more than a remembered verdict.
+ * The policy entry point, looked up once and kept until pg_proc or pg_authid
+ * changes (policy_function_invalidated: a new function, a new owner, an
+ * owner no longer superuser): the lookup scans pg_extension and pg_depend,
+ * which cost more than a remembered verdict.  Taking the function out of the
+ * extension changes only pg_depend; only a superuser can, and the session
+ * keeps the genuine function it found until the next pg_proc change.
  */
 static Oid
 lookup_policy_function(const char **why)
@@ -1352,7 +1403,7 @@ lookup_policy_function(const char **why)
 	return policy_function_oid;
 }
 
-/* Syscache callback: a function changed, perhaps the policy entry point. */
+/* Syscache callback: a function or role changed, perhaps the entry point or its owner. */
 static void
 policy_function_invalidated(Datum arg, int cacheid, uint32 hashvalue)
 {
@@ -1412,6 +1463,7 @@ veto_by_python_policy(PlannedStmt *pstmt, const char *queryString)
 	char	   *reading;
 	char	   *question;
 	Size		question_length;
+	uint64		generation;
 	MemoryContext caller_context = CurrentMemoryContext;
 	text	   *verdict = NULL;
 	char	   *rule;
@@ -1439,6 +1491,7 @@ veto_by_python_policy(PlannedStmt *pstmt, const char *queryString)
 	question = policy_question(statement, tag, reading, &question_length);
 	if (pysafe_verdict_remembered(question, question_length))
 		return false;			/* allowed before, from this very question */
+	generation = pysafe_verdict_generation();
 	PG_TRY();
 	{
 		verdict = call_policy_function(funcoid, statement, tag, reading);
@@ -1476,7 +1529,7 @@ veto_by_python_policy(PlannedStmt *pstmt, const char *queryString)
 	rule = text_to_cstring(verdict);
 	if (strcmp(rule, POLICY_PURE_ALLOW) == 0)
 	{
-		pysafe_remember_verdict(question, question_length);
+		pysafe_remember_verdict(question, question_length, generation);
 		return false;
 	}
 	if (strcmp(rule, POLICY_TEMPORARY_WRITE) == 0)
@@ -1559,6 +1612,7 @@ pysafe_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	bool		temporary_write = false;
 
 	guard_locked_identity();
+	warn_unknown_listed_roles();
 
 	/*
 	 * Outside a valid transaction (COMMIT/ROLLBACK of a failed one) only
@@ -1800,6 +1854,7 @@ _PG_init(void)
 	guard_core_settings();
 
 	CacheRegisterSyscacheCallback(PROCOID, policy_function_invalidated, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHOID, policy_function_invalidated, (Datum) 0);
 	pysafe_verdicts_init();
 	CacheRegisterSyscacheCallback(AUTHOID, restriction_cache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, restriction_cache_callback, (Datum) 0);

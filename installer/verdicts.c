@@ -44,6 +44,9 @@ typedef struct RememberedVerdict
 static RememberedVerdict slots[VERDICT_SLOTS];
 static MemoryContext verdict_context = NULL;
 
+/* Counts forgettings, so a verdict given across one is not remembered. */
+static uint64 verdict_generation = 0;
+
 /* Forget every remembered verdict. */
 void
 pysafe_forget_verdicts(void)
@@ -51,6 +54,14 @@ pysafe_forget_verdicts(void)
 	if (verdict_context != NULL)
 		MemoryContextReset(verdict_context);
 	memset(slots, 0, sizeof(slots));
+	verdict_generation++;
+}
+
+/* The current generation; pass it to pysafe_remember_verdict(). */
+uint64
+pysafe_verdict_generation(void)
+{
+	return verdict_generation;
 }
 
 /* Syscache callback: a language or function changed. */
@@ -88,13 +99,17 @@ pysafe_verdict_remembered(const char *question, Size length)
 		memcmp(slot->question, question, length) == 0;
 }
 
-/* Remember that the policy allowed this question using no relation facts. */
+/*
+ * Remember that the policy allowed this question using no relation facts,
+ * unless something was forgotten since the policy was asked (generation):
+ * the verdict may rest on a language's trust from before the change.
+ */
 void
-pysafe_remember_verdict(const char *question, Size length)
+pysafe_remember_verdict(const char *question, Size length, uint64 generation)
 {
 	RememberedVerdict *slot;
 
-	if (length > MAX_QUESTION_BYTES)
+	if (length > MAX_QUESTION_BYTES || generation != verdict_generation)
 		return;
 	if (verdict_context == NULL)
 		verdict_context = AllocSetContextCreate(TopMemoryContext, "pysafe verdicts",

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import psycopg
 from pglast.parser import ParseError
 
 from pysafe import __version__
-from pysafe.fleet import CliError, Outcome, read_dsns, run_fleet
+from pysafe.fleet import CliError, Outcome, fleet_drift, read_dsns, run_fleet
 from pysafe.install import InstallReport, install, uninstall
 from pysafe.install.cluster import connect_to, target_databases
 from pysafe.policy import PolicySettings, decide_text
@@ -57,11 +58,36 @@ def query(dsn: str, sql: str, params: list[Any] | None = None) -> list[tuple[Any
         return conn.execute(sql, params).fetchall()
 
 
+# What a fleet's nodes should agree on (status --dsn-file compares them).
+FLEET_FACTS_QUERY = """
+SELECT pg_is_in_recovery() AS standby,
+       (SELECT sender_host || ':' || sender_port FROM pg_stat_wal_receiver) AS source,
+       (SELECT json_object_agg(name, setting ORDER BY name) FROM pg_settings
+         WHERE name LIKE 'pysafe.%%') AS settings,
+       (SELECT coalesce(json_agg(rolname ORDER BY rolname), '[]') FROM pg_roles
+         WHERE rolcanlogin AND pysafe.restriction_path(oid) IS NOT NULL) AS restricted,
+       (SELECT extversion FROM pg_extension WHERE extname = 'pysafe') AS pysafe,
+       current_setting('server_version') AS server
+"""
+
+
 def status_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
-    rows = query(dsn, "SELECT protection, live, detail FROM pysafe.status()")
-    data = [{"protection": p, "live": live, "detail": d} for p, live, d in rows]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute("SELECT protection, live, detail FROM pysafe.status()").fetchall()
+        standby, source, settings, restricted, pysafe_version, server = conn.execute(
+            FLEET_FACTS_QUERY
+        ).fetchone()  # type: ignore[misc]
+    data = {
+        "node": "standby" if standby else "primary",
+        "replication_source": source,
+        "protections": [{"protection": p, "live": live, "detail": d} for p, live, d in rows],
+        "settings": settings or {},
+        "restricted_roles": restricted,
+        "versions": {"pysafe": pysafe_version, "server": server},
+    }
     width = max(len(str(r[0])) for r in rows)
     lines = [f"{'LIVE' if live else 'off ':<4}  {p:<{width}}  {d}" for p, live, d in rows]
+    lines.append(f"restricted login roles: {', '.join(restricted) or 'none'}")
     return Outcome(data, lines)
 
 
@@ -93,10 +119,58 @@ def audit_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
     return Outcome(data, lines)
 
 
+# How long a standby may take to replay a restriction made on its primary.
+REPLICATION_WAIT_SECONDS = 10.0
+
+
 def restrict_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
-    function = "pysafe.restrict" if args.command == "restrict" else "pysafe.unrestrict"
-    [(message,)] = query(dsn, f"SELECT {function}(%s)", [args.role])
-    return Outcome({"role": args.role, "message": message}, [str(message)])
+    """On a primary, restrict or unrestrict; on a standby, verify that replication did."""
+    restrict = args.command == "restrict"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if not is_standby(conn):
+            function = "pysafe.restrict" if restrict else "pysafe.unrestrict"
+            [(message,)] = conn.execute(f"SELECT {function}(%s)", [args.role]).fetchall()
+            data = {"role": args.role, "node": "primary", "message": message}
+            return Outcome(data, [str(message)])
+        path = replicated_restriction(conn, args.role, restrict)
+    state = f"restricted here ({path})" if path else "not restricted here"
+    message = f"standby: {args.role} is {state}, as replicated from the primary"
+    return Outcome({"role": args.role, "node": "standby", "message": message}, [message])
+
+
+def is_standby(conn: psycopg.Connection) -> bool:
+    return bool(conn.execute("SELECT pg_is_in_recovery()").fetchone()[0])  # type: ignore[index]
+
+
+def replicated_restriction(conn: psycopg.Connection, role: str, restricted: bool) -> str | None:
+    """The role's restriction path once the standby shows the expected state."""
+    deadline = time.monotonic() + REPLICATION_WAIT_SECONDS
+    while True:
+        [(path,)] = conn.execute(
+            "SELECT pysafe.restriction_path(pysafe.existing_role(%s))", [role]
+        ).fetchall()
+        if (path is not None) == restricted:
+            return None if path is None else str(path)
+        if time.monotonic() > deadline:
+            change = "restricted" if restricted else "unrestricted"
+            raise CliError(
+                f"standby: {role} is not {change} here after {REPLICATION_WAIT_SECONDS:.0f} s; "
+                "run the command on the primary, and check pg_stat_replication there"
+            )
+        time.sleep(0.2)
+
+
+def primaries_first(dsns: list[str]) -> list[str]:
+    """Servers in the order restrict needs: primaries act, then standbys verify."""
+
+    def standby_rank(dsn: str) -> int:
+        try:
+            with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+                return 1 if is_standby(conn) else 0
+        except psycopg.Error:
+            return 0  # unreachable: run_fleet reports it in its place
+
+    return sorted(dsns, key=standby_rank)
 
 
 def read_sql(sources: list[str]) -> list[tuple[str, str]]:
@@ -174,7 +248,12 @@ def run_server_command(args: argparse.Namespace) -> int:
         if not (args.dsn or args.dsn_file):
             return run_offline_check(args)
     dsns = read_dsns(args.dsn, args.dsn_file)
-    return run_fleet(dsns, lambda dsn: args.outcome(args, dsn), args.json, args.command)
+    if args.command in ("restrict", "unrestrict") and len(dsns) > 1:
+        dsns = primaries_first(dsns)
+    compare = fleet_drift if args.command == "status" else None
+    return run_fleet(
+        dsns, lambda dsn: args.outcome(args, dsn), args.json, args.command, compare=compare
+    )
 
 
 def run_demo(_args: argparse.Namespace) -> int:

@@ -89,13 +89,55 @@ def explain(error: Exception) -> str:
     return str(error)
 
 
+# The version of the --json shape: {"format", "ok", "servers": [...], "drift": [...]}.
+JSON_FORMAT = 1
+
+# What status compares across a fleet: every node should agree on these.
+FLEET_FACTS = ("settings", "restricted_roles", "versions")
+
+
+def fleet_drift(results: list[ServerResult]) -> list[str]:
+    """How the servers' status results disagree: settings, restricted roles, versions."""
+    answered = {r.server: r.outcome.data for r in results if r.ok and r.outcome is not None}
+    lines = []
+    for fact in FLEET_FACTS:
+        per_server = {server: data[fact] for server, data in answered.items()}
+        # Settings and versions are compared name by name, the role list as a whole.
+        named = fact != "restricted_roles"
+        names = (
+            sorted({name for value in per_server.values() for name in value}) if named else [fact]
+        )
+        for name in names:
+            seen = {s: (v.get(name) if named else v) for s, v in per_server.items()}
+            if len({json.dumps(value, sort_keys=True) for value in seen.values()}) > 1:
+                shown = "; ".join(f"{server}: {value!r}" for server, value in seen.items())
+                lines.append(f"drift in {name}: {shown}")
+                if fact == "settings":
+                    lines.append(settings_fix(name, answered))
+    return lines
+
+
+def settings_fix(name: str, answered: dict[str, Any]) -> str:
+    """How to bring a drifted setting in line: the primary's value everywhere."""
+    primaries = [data for data in answered.values() if data["node"] == "primary"]
+    if len(primaries) != 1:
+        return f"  fix: ALTER SYSTEM SET {name} to one value on every node, then pg_reload_conf()"
+    value = str(primaries[0]["settings"].get(name, "")).replace("'", "''")
+    return (
+        f"  fix: on each node that differs, ALTER SYSTEM SET {name} = '{value}' (the "
+        "primary's value) and SELECT pg_reload_conf(); with Patroni, set it in the DCS"
+    )
+
+
 def run_fleet(
     dsns: list[str],
     action: Callable[[str], Outcome],
     as_json: bool,
     command: str,
+    compare: Callable[[list[ServerResult]], list[str]] | None = None,
 ) -> int:
-    """Run ``action`` on every server; report each; non-zero if any failed."""
+    """Run ``action`` on every server; report each; non-zero if any failed, or if
+    ``compare`` finds the servers disagree (status over a fleet)."""
     results = []
     for number, dsn in enumerate(dsns, start=1):
         label = server_label(dsn)
@@ -114,8 +156,19 @@ def run_fleet(
             for line in outcome.lines:
                 print(f"  {line}")
     failed = [r for r in results if not r.ok]
+    drift = compare(results) if compare is not None and len(dsns) > 1 else []
     if as_json:
-        print(json.dumps({"ok": not failed, "servers": [r.as_json() for r in results]}, indent=2))
+        report = {
+            "format": JSON_FORMAT,
+            "ok": not failed and not drift,
+            "servers": [r.as_json() for r in results],
+            "drift": drift,
+        }
+        print(json.dumps(report, indent=2))
     elif len(dsns) > 1:
+        for line in drift:
+            print(line)
+        if compare is not None and not drift:
+            print("no drift: every server answered the same settings, roles and versions")
         print(f"{len(dsns) - len(failed)} of {len(dsns)} servers succeeded", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed or drift else 0

@@ -25,6 +25,9 @@ class StatusFacts:
     extension_version: str | None = None
     server_version: str = ""
     log_refusals: bool = True
+    standby: bool = False  # in recovery: catalogs, roles and memberships come from a primary
+    replication_source: str | None = None  # "host:port" the standby streams from
+    unknown_listed_roles: tuple[str, ...] = ()  # names in pysafe.roles that match no role
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,32 @@ def login_row(facts: StatusFacts) -> StatusRow:
     )
 
 
+def node_row(facts: StatusFacts) -> StatusRow:
+    """Primary or standby, and where a standby streams from (fleet drift checks use it)."""
+    if not facts.standby:
+        return StatusRow("node", True, "primary: pysafe.restrict() changes start here")
+    source = facts.replication_source or "a source this role cannot see"
+    return StatusRow(
+        "node",
+        True,
+        f"standby of {source}: roles and memberships arrive by replication; "
+        "pysafe.* settings are this node's own (compare with status over the fleet)",
+    )
+
+
+def listed_roles_row(facts: StatusFacts) -> StatusRow:
+    """Names in pysafe.roles that match no role restrict nobody: say so."""
+    if not facts.unknown_listed_roles:
+        return StatusRow("pysafe.roles names existing roles", True, "every name matches a role")
+    names = ", ".join(facts.unknown_listed_roles)
+    return StatusRow(
+        "pysafe.roles names existing roles",
+        False,
+        f"no role matches {names}: they restrict nobody (names are case-sensitive; "
+        "pysafe.audit() suggests the role meant)",
+    )
+
+
 def status_rows(facts: StatusFacts) -> list[StatusRow]:
     mode = "full (shim loaded)" if facts.shim_loaded else "Python-only (no shim): weaker"
     home = (
@@ -153,6 +182,8 @@ def status_rows(facts: StatusFacts) -> list[StatusRow]:
         StatusRow("mode", facts.shim_loaded, mode),
         StatusRow("this session restricted", facts.session_restricted, restriction_detail(facts)),
         StatusRow("versions", True, versions_detail(facts)),
+        node_row(facts),
+        listed_roles_row(facts),
         StatusRow("configuration home", True, home),
         *shim_rows(facts),
         StatusRow(

@@ -39,7 +39,10 @@ def test_dsn_file_and_json(server: Server, tmp_path: Path) -> None:
     assert report["ok"] is False
     first, second = report["servers"]
     assert first["ok"] is True
-    assert {row["protection"] for row in first["result"]} >= {"mode", "versions"}
+    assert report["format"] == 1 and report["drift"] == []
+    assert {row["protection"] for row in first["result"]["protections"]} >= {"mode", "versions"}
+    assert first["result"]["node"] == "primary"
+    assert "reporting" in first["result"]["restricted_roles"]
     assert second["ok"] is False and "cannot connect" in second["error"]
 
 

@@ -81,9 +81,9 @@ def test_refusals_change_nothing(cluster: LocalCluster, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("facts", "fix"),
     [
-        (ServerFacts(150000, False, True, False), "superuser"),
-        (ServerFacts(130000, True, True, False), "PostgreSQL 14 or newer"),
-        (ServerFacts(150000, True, False, False), "postgresql-plpython3-15"),
+        (ServerFacts(150000, False, True, False, False), "superuser"),
+        (ServerFacts(130000, True, True, False, False), "PostgreSQL 14 or newer"),
+        (ServerFacts(150000, True, False, False, False), "postgresql-plpython3-15"),
     ],
 )
 def test_preflight_messages_name_the_fix(facts: ServerFacts, fix: str) -> None:

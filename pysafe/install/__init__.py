@@ -12,6 +12,7 @@ from pysafe import LOGIN_EVENT_VERSION, __version__
 from pysafe.install import cluster, files, function_review
 from pysafe.install.errors import InstallError
 from pysafe.install.server_facts import (
+    ServerFacts,
     read_server_facts,
     require_installable,
     server_python_version,
@@ -30,6 +31,18 @@ class InstallReport:
     steps: list[str] = field(default_factory=list)
     databases: dict[str, str] = field(default_factory=dict)
     restart_needed: bool = False
+    standby: bool = False
+
+
+STANDBY_UNINSTALL_NOTE = (
+    "standby: removed this host's preload entry and settings; the extension and "
+    "pysafe_restricted leave when uninstall runs on the primary"
+)
+STANDBY_NOTE = (
+    "standby: placed this host's files, shim and preload entry only; the extension, "
+    "its functions and pysafe_restricted reach this server from the primary by "
+    "replication (run install on the primary for those)"
+)
 
 
 def install(
@@ -62,8 +75,9 @@ def install(
         if shim:
             files.require_build_tools(paths)
         files.require_writable(paths)
-        python_version = server_python_version(conn)
+        python_version = server_python_version(conn, facts.in_recovery)
         report = InstallReport(server=conn.info.host or "local socket")
+        report.standby = facts.in_recovery
 
         # Every check passed: from here on, steps change the server.
         progress("placing server-side Python code")
@@ -73,7 +87,8 @@ def install(
         report.steps.append(f"refused volatile built-ins for the shim in {refused}")
         cleared = function_review.place_cleared_c_functions(paths)
         report.steps.append(f"cleared extension functions for the shim in {cleared}")
-        if cluster.ensure_restricted_group(conn):
+        # On a standby the role comes from the primary, installed there first.
+        if not facts.in_recovery and cluster.ensure_restricted_group(conn):
             report.steps.append(
                 f"role {cluster.RESTRICTED_GROUP} created (pysafe.restrict() grants it)"
             )
@@ -96,6 +111,26 @@ def install(
         report.restart_needed = shim and not facts.shim_loaded
         databases = cluster.target_databases(conn)
 
+    install_catalog_part(dsn, databases, facts, report, shim=shim, progress=progress)
+    return report
+
+
+def install_catalog_part(
+    dsn: str,
+    databases: list[str],
+    facts: ServerFacts,
+    report: InstallReport,
+    *,
+    shim: bool,
+    progress: Progress,
+) -> None:
+    """The extension in every database, or on a standby, what replication brought."""
+    if facts.in_recovery:
+        report.steps.append(STANDBY_NOTE)
+        for dbname in databases:
+            with cluster.connect_to(dsn, dbname) as db_conn:
+                report.databases[dbname] = cluster.replicated_extension(db_conn, __version__)
+        return
     for dbname in databases:
         progress(f"extension in database {dbname}")
         with cluster.connect_to(dsn, dbname) as db_conn:
@@ -108,7 +143,6 @@ def install(
             + (", ".join(roles) or "none")
             + " (run SELECT pysafe.apply_role_defaults() after changing pysafe.roles)"
         )
-    return report
 
 
 def uninstall(
@@ -132,14 +166,18 @@ def uninstall(
             report.steps.append("pysafe removed from shared_preload_libraries")
         conn.execute("SELECT pg_reload_conf()")
         report.restart_needed = facts.shim_loaded
+        report.standby = facts.in_recovery
         databases = cluster.target_databases(conn)
 
-    for dbname in databases:
-        progress(f"extension in database {dbname}")
-        with cluster.connect_to(dsn, dbname) as db_conn:
-            report.databases[dbname] = cluster.drop_extension(db_conn)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        if cluster.drop_restricted_group(conn):
-            report.steps.append(f"role {cluster.RESTRICTED_GROUP} dropped")
+    if facts.in_recovery:
+        report.steps.append(STANDBY_UNINSTALL_NOTE)
+    else:
+        for dbname in databases:
+            progress(f"extension in database {dbname}")
+            with cluster.connect_to(dsn, dbname) as db_conn:
+                report.databases[dbname] = cluster.drop_extension(db_conn)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            if cluster.drop_restricted_group(conn):
+                report.steps.append(f"role {cluster.RESTRICTED_GROUP} dropped")
     report.steps.extend(f"removed {path}" for path in files.remove_files(paths))
     return report

@@ -165,3 +165,13 @@ def drop_extension(conn: psycopg.Connection) -> str:
         return "absent"
     conn.execute("DROP EXTENSION pysafe")
     return "dropped"
+
+
+def replicated_extension(conn: psycopg.Connection, version: str) -> str:
+    """On a standby: what replication brought of the extension in this database."""
+    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'pysafe'").fetchone()
+    if row is None:
+        return "missing: run python -m pysafe install on the primary"
+    if str(row[0]) != version:
+        return f"pysafe {row[0]} from the primary; run install on the primary for {version}"
+    return f"pysafe {version}, replicated from the primary"

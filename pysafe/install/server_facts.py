@@ -17,6 +17,7 @@ class ServerFacts:
     is_superuser: bool
     plpython_available: bool
     shim_loaded: bool
+    in_recovery: bool  # a standby: its catalogs come from the primary by replication
 
     @property
     def major(self) -> int:
@@ -30,7 +31,8 @@ def read_server_facts(conn: psycopg.Connection) -> ServerFacts:
                current_setting('is_superuser') = 'on',
                EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'plpython3u'),
                EXISTS (SELECT 1 FROM pg_settings
-                        WHERE name = 'pysafe.roles' AND context = 'superuser')
+                        WHERE name = 'pysafe.roles' AND context = 'superuser'),
+               pg_is_in_recovery()
         """
     ).fetchone()
     assert row is not None
@@ -55,8 +57,15 @@ def require_installable(facts: ServerFacts) -> None:
         )
 
 
-def server_python_version(conn: psycopg.Connection) -> tuple[int, int]:
-    """The (major, minor) of the interpreter PL/Python uses; changes nothing (rolled back)."""
+def server_python_version(conn: psycopg.Connection, in_recovery: bool) -> tuple[int, int]:
+    """The (major, minor) of the interpreter PL/Python uses; changes nothing.
+
+    On a primary: a temporary function in a transaction rolled back.  A
+    standby can create nothing, so there a DO block reports it, in the
+    plpython3u the primary's install created and replication brought.
+    """
+    if in_recovery:
+        return standby_python_version(conn)
     with conn.transaction(force_rollback=True):
         conn.execute("CREATE EXTENSION IF NOT EXISTS plpython3u")
         conn.execute(
@@ -66,4 +75,20 @@ def server_python_version(conn: psycopg.Connection) -> tuple[int, int]:
         row = conn.execute("SELECT pg_temp.pysafe_python_version()").fetchone()
     assert row is not None
     major, minor = str(row[0]).split(".")
+    return int(major), int(minor)
+
+
+def standby_python_version(conn: psycopg.Connection) -> tuple[int, int]:
+    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'plpython3u'").fetchone() is None:
+        raise InstallError(
+            "this server is a standby and plpython3u is not in its catalogs yet: run "
+            "python -m pysafe install on the primary first, then here (the extension and "
+            "roles reach the standby by replication; install places this host's files)."
+        )
+    reported: list[str] = []
+    conn.add_notice_handler(lambda notice: reported.append(notice.message_primary or ""))
+    conn.execute(
+        "DO LANGUAGE plpython3u $$import sys; plpy.notice('%d.%d' % sys.version_info[:2])$$"
+    )
+    major, minor = reported[-1].split(".")
     return int(major), int(minor)

@@ -127,7 +127,9 @@ def decide_statement(
     server's tag, is refused.  ``while_waiting`` runs while a long statement
     is parsed (see :func:`parse_statements`).
     """
-    if len(text.encode()) > MAX_DECIDED_BYTES:
+    # Characters: the shim counts bytes in the server encoding, never fewer,
+    # so the policy never refuses as too large what the shim passed to it.
+    if len(text) > MAX_DECIDED_BYTES:
         return Verdict.refuse(
             "too_large",
             messages.UNPARSABLE.format(command=server_tag),

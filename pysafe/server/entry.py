@@ -133,7 +133,14 @@ SELECT current_setting('server_version_num')::int AS version,
          (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user)) AS path,
        (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pysafe') AS extension,
        current_setting('server_version') AS server_version,
-       pysafe.setting('pysafe.log_refusals', 'on') AS log_refusals
+       pysafe.setting('pysafe.log_refusals', 'on') AS log_refusals,
+       pg_catalog.pg_is_in_recovery() AS standby,
+       (SELECT pg_catalog.array_agg(n ORDER BY n)
+          FROM pg_catalog.unnest(pysafe.split_role_list(pysafe.setting('pysafe.roles', ''))) n
+         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles g
+                            WHERE g.rolname OPERATOR(pg_catalog.=) n)) AS unknown_roles,
+       (SELECT w.sender_host || ':' || w.sender_port
+          FROM pg_catalog.pg_stat_wal_receiver w) AS replication_source
 """
 
 
@@ -156,6 +163,9 @@ def status(plpy: Any) -> list[tuple[str, bool, str]]:
         extension_version=row["extension"],
         server_version=row["server_version"],
         log_refusals=row["log_refusals"] not in ("off", "false", "0"),
+        standby=bool(row["standby"]),
+        unknown_listed_roles=tuple(row["unknown_roles"] or ()),
+        replication_source=row["replication_source"],
     )
     return [(r.protection, r.live, r.detail) for r in status_rows(facts)]
 
