@@ -149,7 +149,7 @@ def decision_cost(bare: LocalCluster, safe: LocalCluster, rounds: int) -> bool:
 
 
 def instructions(cluster: LocalCluster, divisor: int) -> bool:
-    cluster.executor.stop()  # single-user mode needs the data directory to itself
+    cluster.stop_server()  # single-user mode needs the data directory to itself
     missed = False
     print("\ncallgrind, instructions per loop iteration (single-user backend, restricted):")
     print(HEADER)
@@ -158,7 +158,7 @@ def instructions(cluster: LocalCluster, divisor: int) -> bool:
             cluster, workload.body, workload.iterations // divisor
         )
         missed |= report(workload, bare, safe, ratio, "instructions")
-    cluster.executor.start()
+    cluster.start()
     return missed
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -91,6 +92,10 @@ def status_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
     return Outcome(data, lines)
 
 
+# pysafe.audit()'s severities, worst first.
+SEVERITIES = ("high", "medium", "low", "info")
+
+
 def audit_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
     """pysafe.audit(), plus the databases of the server without pysafe objects."""
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -110,7 +115,17 @@ def audit_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
                 "python -m pysafe install (adds the extension to every database)",
             )
         )
+    rows.sort(key=lambda row: (SEVERITIES.index(row[0]), row[2], row[1]))
     data = [dict(zip(("severity", "finding", "object", "fix"), r, strict=True)) for r in rows]
+    if args.fail_on is not None:
+        worst = SEVERITIES.index(args.fail_on)
+        if any(SEVERITIES.index(row[0]) <= worst for row in rows):
+            raise CliError(
+                f"audit found {args.fail_on} findings or worse: "
+                + "; ".join(
+                    f"{row[0]}: {row[1]}" for row in rows if SEVERITIES.index(row[0]) <= worst
+                )
+            )
     if not rows:
         return Outcome(data, ["no findings"])
     lines = []
@@ -314,6 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
         "audit", help="escape hatches around restricted roles, each with its fix (superuser)"
     )
     add_server_options(audit)
+    audit.add_argument(
+        "--fail-on",
+        choices=SEVERITIES[:3],
+        help="exit 1 if a server has a finding of this severity or worse (for monitoring)",
+    )
     audit.set_defaults(handler=run_server_command, outcome=audit_outcome)
     for name, text in (
         ("restrict", "restrict a role cluster-wide from its next statement (superuser)"),
@@ -354,3 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as error:
         print(f"pysafe: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (| head): stop quietly, as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

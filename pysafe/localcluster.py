@@ -1,14 +1,15 @@
 """Throwaway PostgreSQL clusters from local binaries, for the demo, tests and benchmarks.
 
-Built on pytest-postgresql's executor (initdb and pg_ctl under the hood).
-PostgreSQL refuses to run as root, so when we are root every pg_ctl call goes
-through a small wrapper that runs it as the ``postgres`` OS user.
+initdb and pg_ctl, nothing else: the demo runs from a plain ``pip install``.
+PostgreSQL refuses to run as root, so when we are root every server binary
+runs as the ``postgres`` OS user.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
+import shlex
 import shutil
 import socket
 import subprocess
@@ -18,7 +19,6 @@ from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import make_conninfo
-from pytest_postgresql.executors import PostgreSQLExecutor
 
 SERVICE_USER = "postgres"
 DEFAULT_BINDIR = Path(os.environ.get("PYSAFE_PG_BINDIR", "/usr/lib/postgresql/15/bin"))
@@ -44,44 +44,37 @@ def hand_to_service_user(*paths: Path) -> None:
         os.chown(path, account.pw_uid, account.pw_gid)
 
 
-def pg_ctl_for_this_user(bindir: Path, workdir: Path) -> Path:
-    """pg_ctl itself, or as root a wrapper that runs it as the postgres OS user."""
-    pg_ctl = bindir / "pg_ctl"
-    if os.geteuid() != 0:
-        return pg_ctl
-    wrapper = workdir / "pg_ctl"
-    wrapper.write_text(f'#!/bin/sh\nexec runuser -u {SERVICE_USER} -- "{pg_ctl}" "$@"\n')
-    wrapper.chmod(0o755)
-    return wrapper
+# How long pg_ctl waits for the server to start or stop.
+PG_CTL_WAIT_SECONDS = "120"
+
+
+class ClusterError(RuntimeError):
+    """A server binary failed; the message carries its output."""
 
 
 @dataclass
 class LocalCluster:
-    """One cluster in a private folder, listening on a loopback port."""
+    """One cluster in a private folder, listening on a loopback port.
+
+    The data directory is made by initdb at the first start, unless one is
+    already there (a base backup, for a standby).  fsync is off: these
+    clusters are thrown away.
+    """
 
     bindir: Path = DEFAULT_BINDIR
     settings: dict[str, str] = field(default_factory=dict)
     workdir: Path = field(init=False)
     port: int = field(init=False)
-    executor: PostgreSQLExecutor = field(init=False)
 
     def __post_init__(self) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="pysafe-cluster-"))
         self.workdir.chmod(0o755)
         hand_to_service_user(self.workdir)
         self.port = free_port()
-        options = " ".join(f"-c {name}={value}" for name, value in self.settings.items())
-        self.executor = PostgreSQLExecutor(
-            executable=str(pg_ctl_for_this_user(self.bindir, self.workdir)),
-            host="127.0.0.1",
-            port=self.port,
-            datadir=str(self.workdir / "data"),
-            unixsocketdir=str(self.workdir),
-            logfile=str(self.workdir / "server.log"),
-            startparams="-w",
-            dbname="postgres",
-            postgres_options=options,
-        )
+
+    @property
+    def datadir(self) -> Path:
+        return self.workdir / "data"
 
     @property
     def pg_config(self) -> Path:
@@ -102,23 +95,69 @@ class LocalCluster:
     def log_path(self) -> Path:
         return self.workdir / "server.log"
 
+    def run_binary(self, name: str, *args: str) -> None:
+        """A server binary as the service user; ClusterError with its output on failure."""
+        result = self.run_as_service_user(str(self.bindir / name), *args)
+        if result.returncode != 0:
+            raise ClusterError(f"{name} {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+
     def start(self) -> LocalCluster:
-        self.executor.start()
+        """Start the server (initdb first if there is no data directory) and wait for it."""
+        if not (self.datadir / "PG_VERSION").exists():
+            self.run_binary(
+                "initdb", "--pgdata", str(self.datadir), "--username", SERVICE_USER, "--auth=trust"
+            )
+        options = [
+            "-F",
+            f"-p {self.port}",
+            "-c log_destination=stderr",
+            "-c logging_collector=off",
+            f"-c unix_socket_directories={shlex.quote(str(self.workdir))}",
+            *(f"-c {shlex.quote(f'{name}={value}')}" for name, value in self.settings.items()),
+        ]
+        self.run_binary(
+            "pg_ctl",
+            "start",
+            "-w",
+            "-t",
+            PG_CTL_WAIT_SECONDS,
+            "-D",
+            str(self.datadir),
+            "-l",
+            str(self.log_path),
+            "-o",
+            " ".join(options),
+        )
         return self
 
+    def stop_server(self) -> None:
+        """Stop the server (fast shutdown) and wait; the data directory stays."""
+        if (self.datadir / "postmaster.pid").exists():
+            self.run_binary(
+                "pg_ctl",
+                "stop",
+                "-w",
+                "-t",
+                PG_CTL_WAIT_SECONDS,
+                "-m",
+                "fast",
+                "-D",
+                str(self.datadir),
+            )
+
     def restart(self) -> None:
-        self.executor.stop()
-        self.executor.start()
+        self.stop_server()
+        self.start()
 
     def reload(self) -> None:
         with self.connect() as conn:
             conn.execute("SELECT pg_reload_conf()")
 
     def stop(self) -> None:
+        """Stop the server and remove everything it had."""
         try:
-            self.executor.stop()
+            self.stop_server()
         finally:
-            self.executor.clean_directory()
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def dsn(self, user: str = SERVICE_USER, dbname: str = "postgres", **extra: str) -> str:

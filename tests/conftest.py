@@ -1,7 +1,7 @@
 """Fixtures: one real PostgreSQL cluster with pysafe installed, shared by the session.
 
 The cluster comes from local binaries (pysafe.localcluster, built on
-pytest-postgresql's executor); pysafe is put on it with the real installer and
+initdb and pg_ctl); pysafe is put on it with the real installer and
 the cluster restarted so the shim is preloaded.  pg_stat_statements is
 preloaded first, as on most production servers, so the extension review's
 tests can call it and install shows it keeps other libraries.

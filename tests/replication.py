@@ -12,7 +12,7 @@ from pysafe.localcluster import LocalCluster, hand_to_service_user
 def make_standby(primary: LocalCluster) -> LocalCluster:
     """A hot standby of ``primary``, streaming from it, started and accepting reads."""
     standby = LocalCluster(bindir=primary.bindir, settings=dict(primary.settings))
-    datadir = standby.workdir / "data"
+    datadir = standby.datadir
     result = primary.run_as_service_user(
         str(primary.bindir / "pg_basebackup"),
         "-D",
@@ -32,9 +32,7 @@ def make_standby(primary: LocalCluster) -> LocalCluster:
     if result.returncode != 0:
         raise RuntimeError(f"pg_basebackup failed:\n{result.stderr}")
     hand_to_service_user(datadir)
-    # The executor would run initdb over a folder it did not make; the backup is the cluster.
-    standby.executor._directory_initialised = True
-    standby.start()
+    standby.start()  # the backup is the data directory: no initdb
     wait_until(standby, "SELECT pg_is_in_recovery()", True)
     return standby
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import Server, run_cli
+from tests.support import REPO, Server, run_cli
 
 UNREACHABLE = "host=127.0.0.1 port=1 user=postgres connect_timeout=2"
 
@@ -94,6 +97,27 @@ def test_audit_lists_findings_with_fixes(server: Server, bare_database: str) -> 
     human = run_cli("audit", "--dsn", server.cluster.dsn())
     assert "HIGH   database cli_bare has no pysafe objects" in human.stdout
     assert "fix: python -m pysafe install" in human.stdout
+    # Worst first, and the group restrict() grants is not reported as a role of its own.
+    severities = [f["severity"] for f in entry["result"]]
+    assert severities == sorted(severities, key=["high", "medium", "low", "info"].index)
+    assert not [f for f in entry["result"] if f["object"] == "role pysafe_restricted"]
+    failing = run_cli("audit", "--dsn", server.cluster.dsn(), "--fail-on", "high")
+    assert failing.returncode == 1 and "audit found high findings or worse" in failing.stderr
+
+
+def test_a_closed_pipe_ends_the_output_quietly() -> None:
+    """check | head: no BrokenPipeError traceback."""
+    sql = "SELECT 1;\n" * 20000
+    done = subprocess.run(
+        f"{sys.executable} -m pysafe check | head -1",
+        shell=True,
+        input=sql,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    assert done.stdout.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
 
 
 def test_status_where_pysafe_is_missing(server: Server, bare_database: str) -> None:
@@ -140,3 +164,18 @@ def test_no_server_given() -> None:
         result = run_cli(*args)
         assert result.returncode == 2
         assert "--dsn" in result.stderr
+
+
+def test_the_runtime_package_imports_no_test_tooling() -> None:
+    """demo and every command run from a plain pip install (issue 12): pglast
+    and psycopg are the only third-party imports of the runtime package."""
+    probe = (
+        "import sys, pysafe.cli, pysafe.demo, pysafe.localcluster, pysafe.fleet, pysafe.status;"
+        "print(sorted({m.split('.')[0] for m in sys.modules}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    loaded = set(ast.literal_eval(done.stdout))
+    assert not loaded & {"pytest", "_pytest", "pytest_postgresql", "sqlalchemy", "mirakuru"}
+    assert {"pglast", "psycopg"} <= loaded
