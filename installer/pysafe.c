@@ -450,6 +450,15 @@ log_refusal(const char *kind, const char *rule, const char *message)
 					   kind, rule, message, pnstrdup(statement, length));
 }
 
+/* The refusal's hint: how this session came to be restricted. */
+static const char *
+restriction_hint(void)
+{
+	if (IsTransactionState() && role_is_or_joins(GetSessionUserId(), RESTRICTED_GROUP))
+		return "This session is read-only because its session user was restricted with pysafe.restrict(), directly or through membership; SELECT * FROM pysafe.status() shows the path.";
+	return "This session is read-only because its session user is listed, directly or through membership, in pysafe.roles; SELECT * FROM pysafe.status() shows the path.";
+}
+
 /* Log, then raise, the read-only-session refusal every pysafe check uses. */
 static void
 refuse(const char *kind, const char *rule, const char *message, const char *detail)
@@ -459,7 +468,7 @@ refuse(const char *kind, const char *rule, const char *message, const char *deta
 			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 			 errmsg("%s", message),
 			 detail ? errdetail("%s", detail) : 0,
-			 errhint("This session is read-only because its session user is listed, directly or through membership, in pysafe.roles.")));
+			 errhint("%s", restriction_hint())));
 }
 
 /* Make the current transaction read-only when force_read_only is on. */

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
 from tests.support import Server, assert_each_refused, attempt_on
@@ -122,3 +123,24 @@ def test_lock_session_authorization_keeps_the_switched_identity(settings: Server
             attempt_on(conn, "SET SESSION AUTHORIZATION writer", "RESET SESSION AUTHORIZATION")
             is None
         )
+
+
+def refusal_hint(server: Server, user: str) -> str:
+    with server.connect(user) as conn, pytest.raises(psycopg.Error) as raised:
+        conn.execute("INSERT INTO accounts VALUES (97, 1)")
+    return str(raised.value.diag.message_hint)
+
+
+def test_the_hint_names_how_the_session_was_restricted(server: Server) -> None:
+    """Issue 12: a role restricted with pysafe.restrict() is not told it is listed."""
+    assert "listed, directly or through membership, in pysafe.roles" in refusal_hint(
+        server, "analyst"
+    )
+    server.admin("CREATE ROLE hinted LOGIN IN ROLE can_write")
+    try:
+        server.admin("SELECT pysafe.restrict('hinted')")
+        hint = refusal_hint(server, "hinted")
+        assert "restricted with pysafe.restrict()" in hint and "pysafe.status()" in hint
+    finally:
+        server.admin("SELECT pysafe.unrestrict('hinted')")
+        server.admin("DROP ROLE hinted")
