@@ -78,69 +78,87 @@ compare_strings(const void *a, const void *b)
 	return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
-/* Read the refused built-ins' OIDs ("OID signature" lines) into a sorted array. */
-static void
-load_refused_builtins(void)
+/*
+ * Hand each line of a review file to take_line; false if the file is missing.
+ * Comment lines ('#') and lines over 1 kB are never the entries callers want.
+ */
+static bool
+read_review_file(const char *name, void (*take_line) (char *line))
 {
 	char		path[MAXPGPATH];
 	char		line[1024];
 	FILE	   *file;
-	int			capacity = 256;
 
-	refused_loaded = true;
-	review_file_path(path, "refused_builtins");
+	review_file_path(path, name);
 	file = AllocateFile(path, "r");
 	if (file == NULL)
-		return;
-	refused_oids = MemoryContextAlloc(TopMemoryContext, capacity * sizeof(Oid));
-	while (fgets(line, sizeof(line), file) != NULL)
-	{
-		char	   *end;
-		unsigned long oid = strtoul(line, &end, 10);
-
-		if (end == line || oid == 0 || *end != ' ')
-			continue;			/* comments and anything unexpected */
-		if (refused_count == capacity)
-		{
-			capacity *= 2;
-			refused_oids = repalloc(refused_oids, capacity * sizeof(Oid));
-		}
-		refused_oids[refused_count++] = (Oid) oid;
-	}
-	FreeFile(file);
-	qsort(refused_oids, refused_count, sizeof(Oid), compare_oids);
-	refused_file_found = true;
-}
-
-/* Read the cleared extension functions ("library symbol" lines) into a sorted array. */
-static void
-load_cleared_c_functions(void)
-{
-	char		path[MAXPGPATH];
-	char		line[1024];
-	FILE	   *file;
-	int			capacity = 128;
-
-	cleared_loaded = true;
-	review_file_path(path, "cleared_c_functions");
-	file = AllocateFile(path, "r");
-	if (file == NULL)
-		return;
-	cleared_entries = MemoryContextAlloc(TopMemoryContext, capacity * sizeof(char *));
+		return false;
 	while (fgets(line, sizeof(line), file) != NULL)
 	{
 		line[strcspn(line, "\r\n")] = '\0';
-		if (line[0] == '#' || strchr(line, ' ') == NULL)
-			continue;			/* comments and anything unexpected */
-		if (cleared_count == capacity)
-		{
-			capacity *= 2;
-			cleared_entries = repalloc(cleared_entries, capacity * sizeof(char *));
-		}
-		cleared_entries[cleared_count++] = MemoryContextStrdup(TopMemoryContext, line);
+		if (line[0] != '#')
+			take_line(line);
 	}
 	FreeFile(file);
-	qsort(cleared_entries, cleared_count, sizeof(char *), compare_strings);
+	return true;
+}
+
+/* Keep the OID of an "OID signature" line of refused_builtins. */
+static void
+take_refused_builtin(char *line)
+{
+	static int	capacity = 0;
+	char	   *end;
+	unsigned long oid = strtoul(line, &end, 10);
+
+	if (end == line || oid == 0 || *end != ' ')
+		return;					/* anything unexpected */
+	if (refused_count == capacity)
+	{
+		capacity = capacity == 0 ? 256 : capacity * 2;
+		refused_oids = refused_oids == NULL ?
+			MemoryContextAlloc(TopMemoryContext, capacity * sizeof(Oid)) :
+			repalloc(refused_oids, capacity * sizeof(Oid));
+	}
+	refused_oids[refused_count++] = (Oid) oid;
+}
+
+/* Keep a "library symbol" line of cleared_c_functions. */
+static void
+take_cleared_c_function(char *line)
+{
+	static int	capacity = 0;
+
+	if (strchr(line, ' ') == NULL)
+		return;					/* anything unexpected */
+	if (cleared_count == capacity)
+	{
+		capacity = capacity == 0 ? 128 : capacity * 2;
+		cleared_entries = cleared_entries == NULL ?
+			MemoryContextAlloc(TopMemoryContext, capacity * sizeof(char *)) :
+			repalloc(cleared_entries, capacity * sizeof(char *));
+	}
+	cleared_entries[cleared_count++] = MemoryContextStrdup(TopMemoryContext, line);
+}
+
+/* Read the refused built-ins' OIDs into a sorted array. */
+static void
+load_refused_builtins(void)
+{
+	refused_loaded = true;
+	refused_file_found = read_review_file("refused_builtins", take_refused_builtin);
+	if (refused_count > 0)
+		qsort(refused_oids, refused_count, sizeof(Oid), compare_oids);
+}
+
+/* Read the cleared extension functions into a sorted array. */
+static void
+load_cleared_c_functions(void)
+{
+	cleared_loaded = true;
+	read_review_file("cleared_c_functions", take_cleared_c_function);
+	if (cleared_count > 0)
+		qsort(cleared_entries, cleared_count, sizeof(char *), compare_strings);
 }
 
 /*

@@ -1419,19 +1419,6 @@ policy_function_invalidated(Datum arg, int cacheid, uint32 hashvalue)
 	policy_function_oid = InvalidOid;
 }
 
-/* The whole question the policy answers, unambiguous: lengths before texts. */
-static char *
-policy_question(const char *statement, const char *command_tag, const char *reading,
-				Size *length)
-{
-	char	   *question = psprintf("%d|%zu:%s|%zu:%s|%s", current_policy_flags(),
-									strlen(command_tag), command_tag,
-									strlen(reading), reading, statement);
-
-	*length = strlen(question);
-	return question;
-}
-
 /* Call the policy; NULL means allowed, otherwise its reply (see veto_by_python_policy). */
 static text *
 call_policy_function(Oid funcoid, const char *statement, const char *command_tag,
@@ -1471,7 +1458,7 @@ veto_by_python_policy(PlannedStmt *pstmt, const char *queryString)
 	char	   *statement = statement_text(pstmt, queryString);
 	char	   *reading;
 	char	   *question;
-	Size		question_length;
+	Size		question_length = 0;
 	uint64		generation;
 	MemoryContext caller_context = CurrentMemoryContext;
 	text	   *verdict = NULL;
@@ -1497,7 +1484,8 @@ veto_by_python_policy(PlannedStmt *pstmt, const char *queryString)
 			   psprintf("The statement is longer than %d kB, the most pysafe's policy reads.",
 						MAX_DECIDED_BYTES / 1024));
 	reading = pysafe_server_reading(pstmt->utilityStmt);
-	question = policy_question(statement, tag, reading, &question_length);
+	question = pysafe_verdict_question(current_policy_flags(), tag, reading, statement,
+									   &question_length);
 	if (pysafe_verdict_remembered(question, question_length))
 		return false;			/* allowed before, from this very question */
 	generation = pysafe_verdict_generation();

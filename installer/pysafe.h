@@ -20,6 +20,8 @@ extern bool pysafe_builtin_refused(Oid fn_oid, char *refusal, Size refusal_size)
 
 /* verdicts.c: the policy's pure verdicts this backend remembers. */
 extern void pysafe_verdicts_init(void);
+extern char *pysafe_verdict_question(int flags, const char *command_tag, const char *reading,
+									 const char *statement, Size *length);
 extern bool pysafe_verdict_remembered(const char *question, Size length);
 extern uint64 pysafe_verdict_generation(void);
 extern void pysafe_remember_verdict(const char *question, Size length, uint64 generation);

@@ -86,13 +86,33 @@ slot_for(const char *question, Size length)
 	return &slots[hash_bytes((const unsigned char *) question, (int) length) % VERDICT_SLOTS];
 }
 
+/*
+ * The whole question the policy answers, unambiguous (lengths before texts),
+ * or NULL when it is too long to remember: then it is not even built.
+ */
+char *
+pysafe_verdict_question(int flags, const char *command_tag, const char *reading,
+						const char *statement, Size *length)
+{
+	Size		tag_length = strlen(command_tag);
+	Size		reading_length = strlen(reading);
+	char	   *question;
+
+	if (tag_length + reading_length + strlen(statement) > MAX_QUESTION_BYTES)
+		return NULL;
+	question = psprintf("%d|%zu:%s|%zu:%s|%s", flags, tag_length, command_tag,
+						reading_length, reading, statement);
+	*length = strlen(question);
+	return question;
+}
+
 /* Has the policy allowed exactly this question, purely, since the last change? */
 bool
 pysafe_verdict_remembered(const char *question, Size length)
 {
 	RememberedVerdict *slot;
 
-	if (length > MAX_QUESTION_BYTES)
+	if (question == NULL || length > MAX_QUESTION_BYTES)
 		return false;
 	slot = slot_for(question, length);
 	return slot->question != NULL && slot->length == length &&
@@ -109,7 +129,7 @@ pysafe_remember_verdict(const char *question, Size length, uint64 generation)
 {
 	RememberedVerdict *slot;
 
-	if (length > MAX_QUESTION_BYTES || generation != verdict_generation)
+	if (question == NULL || length > MAX_QUESTION_BYTES || generation != verdict_generation)
 		return;
 	if (verdict_context == NULL)
 		verdict_context = AllocSetContextCreate(TopMemoryContext, "pysafe verdicts",

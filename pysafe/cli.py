@@ -54,11 +54,6 @@ def install_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
     return Outcome(dataclasses.asdict(report), report_lines(report))
 
 
-def query(dsn: str, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        return conn.execute(sql, params).fetchall()
-
-
 # What a fleet's nodes should agree on (status --dsn-file compares them).
 FLEET_FACTS_QUERY = """
 SELECT pg_is_in_recovery() AS standby,
@@ -119,13 +114,9 @@ def audit_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
     data = [dict(zip(("severity", "finding", "object", "fix"), r, strict=True)) for r in rows]
     if args.fail_on is not None:
         worst = SEVERITIES.index(args.fail_on)
-        if any(SEVERITIES.index(row[0]) <= worst for row in rows):
-            raise CliError(
-                f"audit found {args.fail_on} findings or worse: "
-                + "; ".join(
-                    f"{row[0]}: {row[1]}" for row in rows if SEVERITIES.index(row[0]) <= worst
-                )
-            )
+        serious = [f"{row[0]}: {row[1]}" for row in rows if SEVERITIES.index(row[0]) <= worst]
+        if serious:
+            raise CliError(f"audit found {args.fail_on} findings or worse: " + "; ".join(serious))
     if not rows:
         return Outcome(data, ["no findings"])
     lines = []

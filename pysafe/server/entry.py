@@ -135,10 +135,7 @@ SELECT current_setting('server_version_num')::int AS version,
        current_setting('server_version') AS server_version,
        pysafe.setting('pysafe.log_refusals', 'on') AS log_refusals,
        pg_catalog.pg_is_in_recovery() AS standby,
-       (SELECT pg_catalog.array_agg(n ORDER BY n)
-          FROM pg_catalog.unnest(pysafe.split_role_list(pysafe.setting('pysafe.roles', ''))) n
-         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles g
-                            WHERE g.rolname OPERATOR(pg_catalog.=) n)) AS unknown_roles,
+       pysafe.unmatched_listed_roles() AS unknown_roles,
        (SELECT w.sender_host || ':' || w.sender_port
           FROM pg_catalog.pg_stat_wal_receiver w) AS replication_source
 """
@@ -172,8 +169,7 @@ def status(plpy: Any) -> list[tuple[str, bool, str]]:
 
 # Volatile C functions SQL can call in this database, with their extension.
 VOLATILE_C_FUNCTIONS_QUERY = """
-SELECT p.oid::pg_catalog.regprocedure::pg_catalog.text AS fn, p.oid AS oid,
-       p.probin, p.prosrc, e.extname
+SELECT p.oid, p.probin, p.prosrc, e.extname
   FROM pg_catalog.pg_proc p
   LEFT JOIN pg_catalog.pg_depend d
          ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
@@ -184,7 +180,7 @@ SELECT p.oid::pg_catalog.regprocedure::pg_catalog.text AS fn, p.oid AS oid,
          'trigger', 'event_trigger']::pg_catalog.regtype[]::pg_catalog.oid[])
    AND NOT ('internal'::pg_catalog.regtype::pg_catalog.oid
             OPERATOR(pg_catalog.=) ANY (p.proargtypes::pg_catalog.oid[]))
- ORDER BY 1
+ ORDER BY p.oid::pg_catalog.regprocedure::pg_catalog.text
 """
 
 UNREVIEWED_EFFECT = "not reviewed: a volatile C function, which may write"
