@@ -18,6 +18,9 @@ extern bool pysafe_function_may_write(Oid fn_oid, bool block_all_c, bool by_exec
 									  bool *c_language, char *refusal, Size refusal_size);
 extern bool pysafe_builtin_refused(Oid fn_oid, char *refusal, Size refusal_size);
 
+/* calls.c: which functions a statement would call (pysafe.check()). */
+extern bool pysafe_record_call(Oid fn_oid, bool by_executor);
+
 /* verdicts.c: the policy's pure verdicts this backend remembers. */
 extern void pysafe_verdicts_init(void);
 extern char *pysafe_verdict_question(int flags, const char *command_tag, const char *reading,

@@ -24,6 +24,7 @@ from pysafe.fleet import CliError, Outcome, fleet_drift, read_dsns, run_fleet
 from pysafe.install import InstallReport, install, uninstall
 from pysafe.install.cluster import connect_to, target_databases
 from pysafe.policy import PolicySettings, decide_text
+from pysafe.policy.calls import calls_functions
 from pysafe.policy.parsing import StatementTooDeep
 
 
@@ -190,14 +191,29 @@ def read_sql(sources: list[str]) -> list[tuple[str, str]]:
     return texts
 
 
+# What offline check cannot see: it has the statement policy and the review
+# of built-ins, but no catalog.  Said on every statement it affects.
+OFFLINE_NOTE = (
+    "offline: only built-in functions were judged; the language, volatility and body "
+    "of any other function it calls need a server (--dsn)"
+)
+
+
 def check_rows_lines(rows: list[dict[str, Any]]) -> list[str]:
     lines = []
     for row in rows:
-        mark = "ALLOWED " if row["verdict"] == "allowed" else "REFUSED "
+        mark = f"{row['verdict'].upper():<8}"
         lines.append(f"{mark} [{row['rule']}] {row['statement']}")
-        if row["verdict"] != "allowed":
+        if row["verdict"] in ("refused", "error"):
             lines.append(f"         {row['message']}")
+        if row["verdict"] in ("unknown", "error") or (row["detail"] or "").startswith("offline:"):
+            lines.append(f"         {row['detail']}")
     return lines
+
+
+def failing_rows(rows: list[dict[str, Any]]) -> bool:
+    """For --fail-on-refusal: anything not known to be allowed."""
+    return any(row["verdict"] != "allowed" for row in rows)
 
 
 def server_check_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
@@ -211,7 +227,8 @@ def server_check_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
                 [text, args.role or "pysafe_restricted"],
             )
             rows += [{"source": source, **dict(zip(keys, r, strict=True))} for r in found]
-    return Outcome(rows, check_rows_lines(rows))
+    failing = args.fail_on_refusal and failing_rows(rows)
+    return Outcome(rows, check_rows_lines(rows), failing=failing)
 
 
 def run_offline_check(args: argparse.Namespace) -> int:
@@ -226,8 +243,9 @@ def run_offline_check(args: argparse.Namespace) -> int:
         try:
             results = decide_text(text, settings)
         except (ParseError, StatementTooDeep) as error:
+            # A failure, as on a server: exit status 2 is for usage errors.
             print(f"{source}: cannot parse: {error}; fix the SQL and run again", file=sys.stderr)
-            return 2
+            return 1
         rows += [
             {
                 "source": source,
@@ -235,7 +253,9 @@ def run_offline_check(args: argparse.Namespace) -> int:
                 "verdict": "allowed" if r.verdict.allowed else "refused",
                 "rule": r.verdict.rule,
                 "message": r.verdict.message,
-                "detail": r.verdict.detail,
+                "detail": OFFLINE_NOTE
+                if r.verdict.allowed and calls_functions(r.text)
+                else r.verdict.detail,
             }
             for r in results
         ]
@@ -243,8 +263,7 @@ def run_offline_check(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         print("\n".join(check_rows_lines(rows)))
-    refused = any(row["verdict"] != "allowed" for row in rows)
-    return 1 if refused and args.fail_on_refusal else 0
+    return 1 if args.fail_on_refusal and failing_rows(rows) else 0
 
 
 def run_server_command(args: argparse.Namespace) -> int:
@@ -350,7 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="offline: pysafe.allow_temp_objects = on",
     )
     check.add_argument(
-        "--fail-on-refusal", action="store_true", help="offline: exit 1 if any would be refused"
+        "--fail-on-refusal",
+        action="store_true",
+        help="exit 1 if any statement would be refused, or its outcome is unknown or an error",
     )
     check.set_defaults(handler=run_server_command, outcome=server_check_outcome)
     demo = commands.add_parser("demo", help="show pysafe on a throwaway local cluster")

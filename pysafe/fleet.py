@@ -26,6 +26,8 @@ class Outcome:
 
     data: Any
     lines: list[str] = field(default_factory=list)
+    # The command ran but found what it was asked to fail on (check --fail-on-refusal).
+    failing: bool = False
 
 
 @dataclass
@@ -156,6 +158,7 @@ def run_fleet(
             for line in outcome.lines:
                 print(f"  {line}")
     failed = [r for r in results if not r.ok]
+    failing = any(r.outcome is not None and r.outcome.failing for r in results)
     drift = compare(results) if compare is not None and len(dsns) > 1 else []
     if as_json:
         report = {
@@ -171,4 +174,4 @@ def run_fleet(
         if compare is not None and not drift:
             print("no drift: every server answered the same settings, roles and versions")
         print(f"{len(dsns) - len(failed)} of {len(dsns)} servers succeeded", file=sys.stderr)
-    return 1 if failed or drift else 0
+    return 1 if failed or drift or failing else 0

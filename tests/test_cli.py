@@ -138,6 +138,36 @@ def test_check_on_a_server(server: Server, tmp_path: Path) -> None:
     assert result.stdout.count("ALLOWED  [unrestricted]") == 3
 
 
+def test_check_exit_status_is_the_same_online_and_offline(server: Server) -> None:
+    """0 when all is allowed, 1 for refusals under --fail-on-refusal and for
+    SQL that cannot be judged, 2 for usage errors; offline and online alike."""
+    dsn = server.cluster.dsn()
+    for where in ((), ("--dsn", dsn)):
+        assert run_cli("check", *where, stdin="SELECT 1").returncode == 0
+        refusing = run_cli("check", *where, "--fail-on-refusal", stdin="SELECT 1; DROP TABLE t")
+        assert refusing.returncode == 1, (where, refusing.stderr)
+        assert "REFUSED" in refusing.stdout
+        assert run_cli("check", *where, stdin="SELECT 1; DROP TABLE t").returncode == 0
+        unparsable = run_cli("check", *where, stdin="SELEC 1")
+        assert unparsable.returncode == 1, (where, unparsable.stderr)
+        assert run_cli("check", *where, "--no-such-option").returncode == 2
+
+
+def test_check_online_judges_functions_and_offline_says_it_cannot(server: Server) -> None:
+    sql = "SELECT py_volatile(); SELECT definer_insert()"
+    online = run_cli("check", "--dsn", server.cluster.dsn(), "--json", stdin=sql)
+    [entry] = json.loads(online.stdout)["servers"]
+    assert [(r["verdict"], r["rule"]) for r in entry["result"]] == [
+        ("refused", "untrusted_functions"),
+        ("refused", "dml"),
+    ]
+    offline = run_cli("check", "--json", stdin=sql)
+    rows = json.loads(offline.stdout)
+    assert [r["verdict"] for r in rows] == ["allowed", "allowed"]
+    assert all(r["detail"].startswith("offline:") and "--dsn" in r["detail"] for r in rows)
+    assert "need a server (--dsn)" in run_cli("check", stdin=sql).stdout
+
+
 def test_check_reads_standard_input_once_for_the_whole_fleet(server: Server) -> None:
     dsn = server.cluster.dsn()
     result = run_cli("check", "--dsn", dsn, "--dsn", dsn, "--json", stdin="DELETE FROM accounts")
@@ -153,8 +183,9 @@ def test_check_offline_json_and_bad_input(tmp_path: Path) -> None:
     result = run_cli("check", "--json", stdin="SELECT 1; DROP TABLE t")
     assert result.returncode == 0
     assert [row["verdict"] for row in json.loads(result.stdout)] == ["allowed", "refused"]
+    # Exit status: 1 for SQL that cannot be judged, as on a server; 2 for usage.
     result = run_cli("check", stdin="SELEC 1")
-    assert result.returncode == 2 and "cannot parse" in result.stderr
+    assert result.returncode == 1 and "cannot parse" in result.stderr
     result = run_cli("check", str(tmp_path / "missing.sql"))
     assert result.returncode == 2 and "cannot read" in result.stderr
 

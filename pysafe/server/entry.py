@@ -13,9 +13,10 @@ from typing import Any
 
 from pglast.parser import ParseError
 
+from pysafe.policy.calls import UNKNOWN, CalledFunction, CallReader
 from pysafe.policy.parsing import StatementTooDeep
 from pysafe.policy.settings import PolicySettings
-from pysafe.policy.statement import decide_statement, decide_text
+from pysafe.policy.statement import decide_node, decide_statement, decide_text
 
 # The policy's catalog queries run under the session's search_path (relation
 # names must resolve as the session resolves them), so every operator,
@@ -217,13 +218,87 @@ SELECT pysafe.restriction_path(pysafe.existing_role($1)) AS path,
        pysafe.shim_settings_flags() AS flags
 """
 
+# What each function a call fact names is: the body only for SQL and
+# PL/pgSQL functions users made (built-in ones never write).
+FUNCTION_COLUMNS = """
+       p.oid::pg_catalog.regprocedure::pg_catalog.text AS name,
+       p.provolatile OPERATOR(pg_catalog.=) 'v' AS volatile, l.lanname::pg_catalog.text AS language,
+       CASE WHEN l.lanname OPERATOR(pg_catalog.=) ANY (ARRAY['sql', 'plpgsql']::pg_catalog.name[])
+             AND p.oid OPERATOR(pg_catalog.>=) 16384
+            THEN pg_catalog.pg_get_functiondef(p.oid) END AS definition
+"""
+STATEMENT_CALLS_QUERY = f"""
+SELECT {FUNCTION_COLUMNS}, c.rule, c.detail
+  FROM pysafe.statement_calls($1, $2) c
+  JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) c.fn
+  JOIN pg_catalog.pg_language l ON l.oid OPERATOR(pg_catalog.=) p.prolang
+"""
+FUNCTIONS_NAMED_QUERY = f"""
+SELECT {FUNCTION_COLUMNS}, r[1] AS rule, r[2] AS detail
+  FROM pg_catalog.pg_proc p
+  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
+  JOIN pg_catalog.pg_language l ON l.oid OPERATOR(pg_catalog.=) p.prolang
+  CROSS JOIN LATERAL pysafe.function_refusal(p.oid, $3) r
+ WHERE p.proname OPERATOR(pg_catalog.=) $1
+   AND CASE WHEN $2 IS NULL
+            THEN n.nspname OPERATOR(pg_catalog.=) ANY (pg_catalog.current_schemas(true))
+            ELSE n.nspname OPERATOR(pg_catalog.=) $2 END
+"""
 
-def check(sql: str, role: str, plpy: Any) -> list[tuple[str, str, str, str | None, str | None]]:
-    """Rows of pysafe.check(): what the policy does with each statement for ``role``."""
+
+def called_function(row: dict[str, Any]) -> CalledFunction:
+    return CalledFunction(
+        name=row["name"],
+        rule=row["rule"],
+        detail=row["detail"],
+        volatile=bool(row["volatile"]),
+        language=row["language"],
+        definition=row["definition"],
+    )
+
+
+class ServerCallFacts:
+    """Call facts from the shim (installer/calls.c) and pg_proc, through plpy."""
+
+    def __init__(self, plpy: Any, settings: PolicySettings) -> None:
+        self._plpy = plpy
+        self._block_all = settings.block_all_c_functions
+
+    def statement_calls(self, sql: str) -> list[CalledFunction]:
+        plan = prepared(self._plpy, STATEMENT_CALLS_QUERY, ["pg_catalog.text", "pg_catalog.bool"])
+        merged: dict[str, CalledFunction] = {}
+        for row in self._plpy.execute(plan, [sql, self._block_all]):
+            # A function may be both announced and bound: a refusal of either counts.
+            if row["name"] not in merged or row["rule"] is not None:
+                merged[row["name"]] = called_function(row)
+        return list(merged.values())
+
+    def functions_named(self, name: tuple[str, ...]) -> list[CalledFunction]:
+        plan = prepared(
+            self._plpy,
+            FUNCTIONS_NAMED_QUERY,
+            ["pg_catalog.name", "pg_catalog.name", "pg_catalog.bool"],
+        )
+        schema = name[-2] if len(name) > 1 else None
+        rows = self._plpy.execute(plan, [name[-1], schema, self._block_all])
+        return [called_function(row) for row in rows]
+
+
+CheckRow = tuple[str, str, str, str | None, str | None]
+
+
+def check(sql: str, role: str, plpy: Any) -> list[CheckRow]:
+    """Rows of pysafe.check(): what running each statement as ``role`` leads to.
+
+    The statement policy first (as the shim asks it); then, for what it
+    allows, the function checks the shim applies when the plan starts, and
+    the statements the called functions' bodies run (pysafe.policy.calls).
+    """
     row = plpy.execute(plpy.prepare(CHECK_ROLE_QUERY, ["pg_catalog.name"]), [role])[0]
+    settings = PolicySettings.from_flags(row["flags"])
+    facts = ServerCatalogFacts(plpy)
     try:
-        settings = PolicySettings.from_flags(row["flags"])
-        results = decide_text(sql, settings, ServerCatalogFacts(plpy))
+        results = decide_text(sql, settings, facts)
     except StatementTooDeep as error:
         plpy.error(f"pysafe.check: {error}", sqlstate="54001")
     except ParseError as error:
@@ -235,13 +310,37 @@ def check(sql: str, role: str, plpy: Any) -> list[tuple[str, str, str, str | Non
     if row["path"] is None:
         why = f"role {role} is not restricted"
         return [(r.text, "allowed", "unrestricted", why, None) for r in results]
-    return [
-        (
-            r.text,
-            "allowed" if r.verdict.allowed else "refused",
-            r.verdict.rule,
-            r.verdict.message,
-            r.verdict.detail if r.verdict.detail else f"restricted through {row['path']}",
-        )
-        for r in results
-    ]
+    reader = CallReader(
+        settings,
+        ServerCallFacts(plpy, settings),
+        lambda stmt, command, s: decide_node(stmt, command, s, facts),
+    )
+    restricted_through = f"restricted through {row['path']}"
+    rows: list[CheckRow] = []
+    for result in results:
+        verdict = result.verdict
+        if not verdict.allowed:
+            rows.append(
+                (
+                    result.text,
+                    "refused",
+                    verdict.rule,
+                    verdict.message,
+                    verdict.detail or restricted_through,
+                )
+            )
+            continue
+        try:
+            with plpy.subtransaction():
+                outcome = reader.statement_outcome(result.text)
+        except plpy.SPIError as error:
+            rows.append((result.text, "error", "server_error", str(error).strip(), None))
+            continue
+        if outcome.verdict is not None:
+            refusal = outcome.verdict
+            rows.append((result.text, "refused", refusal.rule, refusal.message, refusal.detail))
+        elif outcome.unknown is not None:
+            rows.append((result.text, UNKNOWN, verdict.rule, None, outcome.unknown))
+        else:
+            rows.append((result.text, "allowed", verdict.rule, None, restricted_through))
+    return rows
