@@ -319,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "--no-shim",
                 action="store_true",
                 help="Python-only mode, for servers that cannot load libraries: weaker, "
-                "see docs/settings.md 'Modes'",
+                "see docs/coverage.md 'Modes'",
             )
     status = commands.add_parser("status", help="which protections are live for this session")
     add_server_options(status)
