@@ -23,6 +23,7 @@ from pysafe import __version__
 from pysafe.fleet import CliError, Outcome, fleet_drift, read_dsns, run_fleet
 from pysafe.install import InstallReport, install, uninstall
 from pysafe.install.cluster import connect_to, target_databases
+from pysafe.install.connection import LOCAL_DSN, connect
 from pysafe.policy import PolicySettings, decide_text
 from pysafe.policy.calls import calls_functions
 from pysafe.policy.parsing import StatementTooDeep
@@ -35,8 +36,9 @@ def report_lines(report: InstallReport) -> list[str]:
     if report.restart_needed:
         lines.append(
             "RESTART NEEDED: restart PostgreSQL to load (or unload) the pysafe shim; "
-            "until then pysafe does not protect anything."
+            "until then pysafe does not protect anything. Run:"
         )
+        lines.append(f"    {report.restart_command}")
     return lines
 
 
@@ -69,7 +71,7 @@ SELECT pg_is_in_recovery() AS standby,
 
 
 def status_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with connect(dsn) as conn:
         rows = conn.execute("SELECT protection, live, detail FROM pysafe.status()").fetchall()
         standby, source, settings, restricted, pysafe_version, server = conn.execute(
             FLEET_FACTS_QUERY
@@ -94,7 +96,7 @@ SEVERITIES = ("high", "medium", "low", "info")
 
 def audit_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
     """pysafe.audit(), plus the databases of the server without pysafe objects."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with connect(dsn) as conn:
         found = conn.execute("SELECT severity, finding, object, fix FROM pysafe.audit()")
         rows = [row for row in found if row[2] != "cluster"]  # the note about other databases
         databases = target_databases(conn)
@@ -133,7 +135,7 @@ REPLICATION_WAIT_SECONDS = 10.0
 def restrict_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
     """On a primary, restrict or unrestrict; on a standby, verify that replication did."""
     restrict = args.command == "restrict"
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with connect(dsn) as conn:
         if not is_standby(conn):
             function = "pysafe.restrict" if restrict else "pysafe.unrestrict"
             [(message,)] = conn.execute(f"SELECT {function}(%s)", [args.role]).fetchall()
@@ -172,7 +174,7 @@ def primaries_first(dsns: list[str]) -> list[str]:
 
     def standby_rank(dsn: str) -> int:
         try:
-            with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+            with connect(dsn, connect_timeout="10") as conn:
                 return 1 if is_standby(conn) else 0
         except psycopg.Error:
             return 0  # unreachable: run_fleet reports it in its place
@@ -220,7 +222,7 @@ def server_check_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
     """pysafe.check() on the server: the policy with that server's settings and catalog."""
     rows = []
     keys = ("statement", "verdict", "rule", "message", "detail")
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with connect(dsn) as conn:
         for source, text in args.sql:
             found = conn.execute(
                 "SELECT statement, verdict, rule, message, detail FROM pysafe.check(%s, %s)",
@@ -272,7 +274,8 @@ def run_server_command(args: argparse.Namespace) -> int:
         args.sql = read_sql(args.files)
         if not (args.dsn or args.dsn_file):
             return run_offline_check(args)
-    dsns = read_dsns(args.dsn, args.dsn_file)
+    local = args.command in ("install", "uninstall") and not (args.dsn or args.dsn_file)
+    dsns = [LOCAL_DSN] if local else read_dsns(args.dsn, args.dsn_file)
     if args.command in ("restrict", "unrestrict") and len(dsns) > 1:
         dsns = primaries_first(dsns)
     compare = fleet_drift if args.command == "status" else None
@@ -287,8 +290,8 @@ def run_demo(_args: argparse.Namespace) -> int:
     return run()
 
 
-def add_server_options(sub: argparse.ArgumentParser, required: bool = True) -> None:
-    where = "" if required else " (without one, check works offline)"
+def add_server_options(sub: argparse.ArgumentParser, where: str = "") -> None:
+    """--dsn, --dsn-file and --json; ``where`` says what happens without a --dsn."""
     sub.add_argument(
         "--dsn",
         action="append",
@@ -311,7 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("uninstall", "remove everything install added"),
     ):
         sub = commands.add_parser(name, help=text)
-        add_server_options(sub)
+        add_server_options(
+            sub,
+            f" (default: {LOCAL_DSN}, PGPORT and the like apply; as root over a local "
+            "socket pysafe connects as the OS user named like the database user, for peer "
+            "authentication)",
+        )
         sub.add_argument(
             "--pg-config",
             type=Path,
@@ -330,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "--no-shim",
                 action="store_true",
                 help="Python-only mode, for servers that cannot load libraries: weaker, "
-                "see README 'Modes'",
+                "see docs/coverage.md 'Modes'",
             )
     status = commands.add_parser("status", help="which protections are live for this session")
     add_server_options(status)
@@ -357,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="what the policy does with SQL: offline, or on servers with --dsn"
     )
     check.add_argument("files", nargs="*", help="SQL files (default: standard input)")
-    add_server_options(check, required=False)
+    add_server_options(check, " (without one, check works offline)")
     check.add_argument(
         "--role", help="with --dsn: the role to judge for (default: any restricted role)"
     )

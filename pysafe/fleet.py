@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -67,7 +68,7 @@ def server_label(dsn: str) -> str:
     except psycopg.ProgrammingError as error:
         raise CliError(f"not a libpq connection string: {dsn!r} ({error})") from error
     host = parts.get("host") or "local socket"
-    port = parts.get("port") or "5432"
+    port = parts.get("port") or os.environ.get("PGPORT") or "5432"
     return f"{host}:{port}/{parts.get('dbname') or parts.get('user') or 'postgres'}"
 
 

@@ -6,12 +6,14 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
 from pysafe.install import InstallError, install
+from pysafe.install.connection import connect
 from pysafe.install.files import find_pg_config
+from pysafe.install.restart import debian_cluster
 from pysafe.install.server_facts import ServerFacts, require_installable
 from pysafe.localcluster import LocalCluster
 from tests.support import REPO, attempt_on, pg_config, run_cli
@@ -95,6 +97,8 @@ def test_install_restart_and_idempotent_rerun(cluster: LocalCluster) -> None:
     first = run_cli("install", "--dsn", cluster.dsn(), *pg_config(cluster))
     assert first.returncode == 0, first.stderr
     assert "RESTART NEEDED" in first.stdout
+    # Not a Debian cluster: pg_ctl on its data directory, as the server's OS user.
+    assert f"pg_ctl restart -D {cluster.datadir}" in first.stdout
     for dbname in ("appdb", "postgres", "template1"):
         assert f"database {dbname}" in first.stdout
         assert extension_in(cluster, dbname)
@@ -119,6 +123,29 @@ def test_install_restart_and_idempotent_rerun(cluster: LocalCluster) -> None:
     }
     assert outcomes == {"appdb": "already", "postgres": "created", "template1": "already"}
     assert file_setting(cluster, "shared_preload_libraries") == "pg_stat_statements, pysafe"
+
+
+@pytest.mark.parametrize(
+    ("config_file", "cluster_name"),
+    [
+        ("/etc/postgresql/15/main/postgresql.conf", ("15", "main")),
+        ("/etc/postgresql/18/reports/postgresql.conf", ("18", "reports")),
+        ("/var/lib/postgresql/data/postgresql.conf", None),
+        ("/etc/postgresql/15/main/conf.d/postgresql.conf", None),
+    ],
+)
+def test_debian_clusters_are_found_by_their_config_file(
+    config_file: str, cluster_name: tuple[str, str] | None
+) -> None:
+    assert debian_cluster(PurePosixPath(config_file)) == cluster_name
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="peer connections are made when run as root")
+def test_root_connects_over_a_socket_as_postgres(cluster: LocalCluster) -> None:
+    """No user in the DSN: as root, pysafe connects as postgres, then is root again."""
+    with connect(f"host={cluster.workdir} port={cluster.port} dbname=postgres") as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
+    assert (os.geteuid(), os.getegid()) == (0, 0)
 
 
 def test_new_databases_get_pysafe_from_template1(cluster: LocalCluster) -> None:

@@ -111,7 +111,7 @@ CREATE FUNCTION broken_login() RETURNS event_trigger LANGUAGE plpgsql AS
 
 
 def test_documented_recovery_from_a_broken_login_path(server: Server) -> None:
-    """README "Recovery": a superuser still gets in, then repairs."""
+    """docs/install.md "Recovery": a superuser still gets in, then repairs."""
     cluster = server.cluster
     if cluster.major >= LOGIN_EVENTS:
         server.admin(BROKEN_LOGIN_FUNCTION)

@@ -189,7 +189,7 @@ def test_weaker_as_status_says(cluster: LocalCluster) -> None:
     """Without the shim a restricted session can switch its read-only default off.
 
     This is the gap "read-only settings protected on every path: off" reports;
-    the test keeps the README's Python-only table honest.
+    the test keeps the Python-only table of docs/coverage.md honest.
     """
     with cluster.connect("reporting") as conn:
         assert attempt_on(conn, "SET default_transaction_read_only = off") is None

@@ -6,10 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
-
 from pysafe import LOGIN_EVENT_VERSION, __version__
-from pysafe.install import cluster, files, function_review
+from pysafe.install import cluster, files, function_review, restart
+from pysafe.install.connection import connect
 from pysafe.install.errors import InstallError
 from pysafe.install.server_facts import (
     ServerFacts,
@@ -31,6 +30,7 @@ class InstallReport:
     steps: list[str] = field(default_factory=list)
     databases: dict[str, str] = field(default_factory=dict)
     restart_needed: bool = False
+    restart_command: str = ""
     standby: bool = False
 
 
@@ -61,7 +61,7 @@ def install(
     ``shim=False`` is Python-only mode, for servers that cannot load
     libraries: no C shim, only what PL/Python and event triggers can do.
     """
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with connect(dsn) as conn:
         facts = read_server_facts(conn)
         require_installable(facts)
         if session_preload and facts.version_num >= LOGIN_EVENT_VERSION:
@@ -109,6 +109,8 @@ def install(
             report.steps.append("pysafe_session added to session_preload_libraries")
         conn.execute("SELECT pg_reload_conf()")
         report.restart_needed = shim and not facts.shim_loaded
+        if report.restart_needed:
+            report.restart_command = restart.restart_command(conn, paths)
         databases = cluster.target_databases(conn)
 
     install_catalog_part(dsn, databases, facts, report, shim=shim, progress=progress)
@@ -136,7 +138,7 @@ def install_catalog_part(
         with cluster.connect_to(dsn, dbname) as db_conn:
             report.databases[dbname] = cluster.ensure_extension(db_conn, __version__, shim)
     if not shim and facts.version_num < LOGIN_EVENT_VERSION:
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        with connect(dsn) as conn:
             roles = [str(r[0]) for r in conn.execute("SELECT pysafe.apply_role_defaults()")]
         report.steps.append(
             "role-level default_transaction_read_only = on for: "
@@ -149,7 +151,7 @@ def uninstall(
     dsn: str, pg_config: Path | None = None, progress: Progress = lambda _: None
 ) -> InstallReport:
     """Remove everything install added; the cluster is unrestricted at once."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with connect(dsn) as conn:
         facts = read_server_facts(conn)
         if not facts.is_superuser:
             raise InstallError("pysafe uninstall must connect as a superuser.")
@@ -166,6 +168,8 @@ def uninstall(
             report.steps.append("pysafe removed from shared_preload_libraries")
         conn.execute("SELECT pg_reload_conf()")
         report.restart_needed = facts.shim_loaded
+        if report.restart_needed:
+            report.restart_command = restart.restart_command(conn, paths)
         report.standby = facts.in_recovery
         databases = cluster.target_databases(conn)
 
@@ -176,7 +180,7 @@ def uninstall(
             progress(f"extension in database {dbname}")
             with cluster.connect_to(dsn, dbname) as db_conn:
                 report.databases[dbname] = cluster.drop_extension(db_conn)
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        with connect(dsn) as conn:
             if cluster.drop_restricted_group(conn):
                 report.steps.append(f"role {cluster.RESTRICTED_GROUP} dropped")
     report.steps.extend(f"removed {path}" for path in files.remove_files(paths))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+
+from pysafe.install.connection import connect
 
 SHARED_PRELOAD = "shared_preload_libraries"
 SESSION_PRELOAD = "session_preload_libraries"
@@ -127,7 +128,7 @@ def target_databases(conn: psycopg.Connection) -> list[str]:
 
 
 def connect_to(dsn: str, dbname: str) -> psycopg.Connection:
-    return psycopg.connect(make_conninfo(dsn, dbname=dbname), autocommit=True)
+    return connect(dsn, dbname=dbname)
 
 
 def extension_version(conn: psycopg.Connection) -> str | None:

@@ -116,7 +116,8 @@ def require_writable(paths: ServerPaths) -> None:
         if not os.access(folder, os.W_OK):
             raise InstallError(
                 f"cannot write to {folder}: run install as root (or the owner of the "
-                "PostgreSQL installation) on the database host."
+                "PostgreSQL installation) on the database host; as root it still connects "
+                "as postgres, by peer authentication over the local socket."
             )
 
 
