@@ -183,7 +183,7 @@ watch_query(Query *query, const char *sql)
 PG_FUNCTION_INFO_V1(pysafe_statement_calls);
 
 /*
- * pysafe.statement_calls(sql text, block_all_c_functions boolean): for the
+ * pysafe_internal.statement_calls(sql text, block_all_c_functions boolean): for the
  * one statement in sql, each function its run would call, with the rule
  * and detail the shim's checks would refuse it with (NULLs if none).
  * Built-ins the review clears are left out; they can never be refused.
@@ -205,15 +205,15 @@ pysafe_statement_calls(PG_FUNCTION_ARGS)
 		!(rsinfo->allowedModes & SFRM_Materialize))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("pysafe.statement_calls() must be called in FROM")));
+				 errmsg("pysafe_internal.statement_calls() must be called in FROM")));
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "pysafe.statement_calls() must return a row type");
+		elog(ERROR, "pysafe_internal.statement_calls() must return a row type");
 
 	parsed = raw_parser(sql, RAW_PARSE_DEFAULT);
 	if (list_length(parsed) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYNTAX_ERROR),
-				 errmsg("pysafe.statement_calls() takes exactly one statement, not %d",
+				 errmsg("pysafe_internal.statement_calls() takes exactly one statement, not %d",
 						list_length(parsed))));
 
 	recorded_calls = NIL;
@@ -269,7 +269,7 @@ pysafe_statement_calls(PG_FUNCTION_ARGS)
 PG_FUNCTION_INFO_V1(pysafe_function_refusal);
 
 /*
- * pysafe.function_refusal(fn regprocedure, block_all_c_functions boolean):
+ * pysafe_internal.function_refusal(fn regprocedure, block_all_c_functions boolean):
  * the rule and detail the shim's checks would refuse a query's call of fn
  * with, as a two-element array; NULL if they would not.
  */

@@ -14,7 +14,7 @@
  *	  does not clear when the executor announces them, in parallel
  *	  workers too,
  *	- hands every utility statement that is not trivially safe to the
- *	  Python policy (pysafe.decide_utility, a PL/Python function) with its
+ *	  Python policy (pysafe_internal.decide_utility, a PL/Python function) with its
  *	  reading of the server's parse tree, and refuses the statement if that
  *	  policy cannot be reached, fails, reads it otherwise, or replies
  *	  anything malformed,
@@ -91,7 +91,16 @@ PG_MODULE_MAGIC;
 #error "pysafe needs PostgreSQL 14 or newer"
 #endif
 
-/* Bits of the flags argument of pysafe.decide_utility; see pysafe/policy/settings.py. */
+/*
+ * The build of the shim, a digest of its sources that install passes to
+ * make: install says RESTART NEEDED while the server runs another build.
+ */
+#ifndef PYSAFE_SHIM_BUILD
+#define PYSAFE_SHIM_BUILD "unknown"
+#endif
+static char *pysafe_shim_build = NULL;
+
+/* Bits of the flags argument of pysafe_internal.decide_utility; see pysafe/policy/settings.py. */
 #define POLICY_BLOCK_DML			0x01
 #define POLICY_BLOCK_DDL			0x02
 #define POLICY_BLOCK_C_FUNCTIONS	0x04
@@ -107,7 +116,7 @@ PG_MODULE_MAGIC;
 #define POLICY_PURE_ALLOW		"+allow"	/* allowed from the question alone: remember it */
 #define MAX_DECIDED_BYTES		(256 * 1024)	/* pysafe/policy/parsing.py has the same */
 
-#define POLICY_SCHEMA		"pysafe"
+#define POLICY_SCHEMA		"pysafe_internal"
 #define POLICY_EXTENSION	"pysafe"
 #define POLICY_FUNCTION		"decide_utility"
 #define POLICY_FUNCTION_ARGS	4
@@ -1357,7 +1366,7 @@ statement_text(PlannedStmt *pstmt, const char *queryString)
 }
 
 /*
- * Find the genuine policy entry point: pysafe.decide_utility(text, text,
+ * Find the genuine policy entry point: pysafe_internal.decide_utility(text, text,
  * text, integer), owned by a superuser and a member of the pysafe
  * extension.  A look-alike created by anyone else is never called.
  */
@@ -1385,7 +1394,7 @@ lookup_policy_function_uncached(const char **why)
 						ObjectIdGetDatum(nspoid)) : NULL;
 	if (!HeapTupleIsValid(tuple))
 	{
-		*why = "function pysafe.decide_utility(text, text, text, integer) is missing";
+		*why = "function pysafe_internal.decide_utility(text, text, text, integer) is missing";
 		return InvalidOid;
 	}
 	funcoid = ((Form_pg_proc) GETSTRUCT(tuple))->oid;
@@ -1393,12 +1402,12 @@ lookup_policy_function_uncached(const char **why)
 	ReleaseSysCache(tuple);
 	if (getExtensionOfObject(ProcedureRelationId, funcoid) != extoid)
 	{
-		*why = "pysafe.decide_utility is not a member of the pysafe extension";
+		*why = "pysafe_internal.decide_utility is not a member of the pysafe extension";
 		return InvalidOid;
 	}
 	if (!superuser_arg(owner))
 	{
-		*why = "pysafe.decide_utility is not owned by a superuser";
+		*why = "pysafe_internal.decide_utility is not owned by a superuser";
 		return InvalidOid;
 	}
 	return funcoid;
@@ -1736,7 +1745,7 @@ analyzed_statement(RawStmt *raw, const char *sql)
 	return query->utilityStmt;
 }
 
-/* pysafe.fast_path_allows(sql): would the C fast path pass every statement? */
+/* pysafe_internal.fast_path_allows(sql): would the C fast path pass every statement? */
 Datum
 pysafe_fast_path_allows(PG_FUNCTION_ARGS)
 {
@@ -1775,17 +1784,17 @@ pysafe_session_start(void)
 		keep_login_defaults();
 }
 
-/* pysafe.login_trigger(): the function of the "ON login" event trigger (17+). */
+/* pysafe_internal.login_trigger(): the function of the "ON login" event trigger (17+). */
 Datum
 pysafe_login_trigger(PG_FUNCTION_ARGS)
 {
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-		elog(ERROR, "pysafe.login_trigger() can only run as an event trigger");
+		elog(ERROR, "pysafe_internal.login_trigger() can only run as an event trigger");
 	pysafe_session_start();
 	PG_RETURN_VOID();
 }
 
-/* pysafe.shim_settings_flags(): the flags the shim passes to the policy. */
+/* pysafe_internal.shim_settings_flags(): the flags the shim passes to the policy. */
 Datum
 pysafe_shim_settings_flags(PG_FUNCTION_ARGS)
 {
@@ -1809,6 +1818,12 @@ define_bool_setting(const char *name, const char *description, bool *variable,
 void
 _PG_init(void)
 {
+	DefineCustomStringVariable("pysafe.shim_build",
+							   "Which build of the shim this server loaded.",
+							   "Set at build time; install compares it with the build it placed.",
+							   &pysafe_shim_build, PYSAFE_SHIM_BUILD,
+							   PGC_INTERNAL, GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
+							   NULL, NULL, NULL);
 	DefineCustomStringVariable("pysafe.roles",
 							   "Roles whose sessions are read-only, with their members.",
 							   "A comma-separated list of role names; superusers are never restricted.",

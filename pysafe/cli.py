@@ -35,8 +35,9 @@ def report_lines(report: InstallReport) -> list[str]:
     lines += [f"database {name:<{width}}  {done}" for name, done in report.databases.items()]
     if report.restart_needed:
         lines.append(
-            "RESTART NEEDED: restart PostgreSQL to load (or unload) the pysafe shim; "
-            "until then pysafe does not protect anything. Run:"
+            "RESTART NEEDED: restart PostgreSQL to load (or unload) the pysafe shim install "
+            "placed; until then the server runs another shim, or none, and pysafe's "
+            "protection is incomplete. Run:"
         )
         lines.append(f"    {report.restart_command}")
     return lines
@@ -64,7 +65,7 @@ SELECT pg_is_in_recovery() AS standby,
        (SELECT json_object_agg(name, setting ORDER BY name) FROM pg_settings
          WHERE name LIKE 'pysafe.%%') AS settings,
        (SELECT coalesce(json_agg(rolname ORDER BY rolname), '[]') FROM pg_roles
-         WHERE rolcanlogin AND pysafe.restriction_path(oid) IS NOT NULL) AS restricted,
+         WHERE rolcanlogin AND pysafe_internal.restriction_path(oid) IS NOT NULL) AS restricted,
        (SELECT extversion FROM pg_extension WHERE extname = 'pysafe') AS pysafe,
        current_setting('server_version') AS server
 """
@@ -156,7 +157,7 @@ def replicated_restriction(conn: psycopg.Connection, role: str, restricted: bool
     deadline = time.monotonic() + REPLICATION_WAIT_SECONDS
     while True:
         [(path,)] = conn.execute(
-            "SELECT pysafe.restriction_path(pysafe.existing_role(%s))", [role]
+            "SELECT pysafe_internal.restriction_path(pysafe_internal.existing_role(%s))", [role]
         ).fetchall()
         if (path is not None) == restricted:
             return None if path is None else str(path)

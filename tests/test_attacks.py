@@ -849,7 +849,7 @@ def test_explain_analyze_switched_off_last_is_plain_explain(server: Server) -> N
 # ---------------------------------------------------------------------------
 
 FORGED_POLICY = """
-CREATE OR REPLACE FUNCTION pysafe.decide_utility(statement text, command_tag text,
+CREATE OR REPLACE FUNCTION pysafe_internal.decide_utility(statement text, command_tag text,
                                                  server_reading text, flags integer)
 RETURNS text LANGUAGE sql STABLE AS $$SELECT {reply}::text$$
 """

@@ -241,13 +241,13 @@ def test_a_statement_the_server_cannot_plan_is_an_error(server: Server, database
     ],
 )
 def test_describing_calls_runs_nothing(server: Server, database: str, sql: str) -> None:
-    """pysafe.statement_calls() lets the hooks record rather than check, while
+    """pysafe_internal.statement_calls() lets the hooks record rather than check, while
     the executor starts in EXPLAIN-only mode: a restricted role calling it
     directly must not get anything run by that."""
     before = server.fingerprint(database)
     with server.connect(RESTRICTED, database) as conn:
         names = conn.execute(
-            "SELECT fn::text FROM pysafe.statement_calls(%s, false)", [sql]
+            "SELECT fn::text FROM pysafe_internal.statement_calls(%s, false)", [sql]
         ).fetchall()
     assert server.fingerprint(database) == before
     with server.connect(dbname=database) as conn:

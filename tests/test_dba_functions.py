@@ -142,7 +142,7 @@ def test_status_says_why_and_which_versions(server: Server) -> None:
         "session user analyst, listed through analyst > team_mid > reporting",
     )
     _, versions = rows["versions"]
-    assert "pysafe 0.1.0 (extension 0.1.0)" in versions and "PostgreSQL" in versions
+    assert "pysafe 0.2.0 (extension 0.2.0)" in versions and "PostgreSQL" in versions
     assert rows["refusals logged"][0] is True
     assert rows["volatile built-ins refused unless cleared"][0] is True
     with server.connect("writer") as conn:

@@ -60,8 +60,9 @@ def test_database_without_pysafe_objects(server: Server, bare_database: str) -> 
 
 
 LOOK_ALIKE = """
-CREATE SCHEMA IF NOT EXISTS pysafe;
-CREATE FUNCTION pysafe.decide_utility(statement text, command_tag text, reading text, flags integer)
+CREATE SCHEMA IF NOT EXISTS pysafe_internal;
+CREATE FUNCTION pysafe_internal.decide_utility(
+  statement text, command_tag text, reading text, flags integer)
 RETURNS text LANGUAGE sql STABLE AS 'SELECT NULL::text';
 """
 
@@ -90,7 +91,7 @@ def test_entry_point_not_owned_by_a_superuser(server: Server, bare_database: str
         message="cannot execute utility commands in a read-only session",
     )
     server.admin(
-        "ALTER FUNCTION pysafe.decide_utility(text, text, text, integer) OWNER TO writer",
+        "ALTER FUNCTION pysafe_internal.decide_utility(text, text, text, integer) OWNER TO writer",
         dbname=bare_database,
     )
     refusal = server.assert_refused("reporting", "CREATE TABLE t5 (x int)", dbname=bare_database)

@@ -152,7 +152,11 @@ def test_fast_path_allows_only_what_python_allows(server: Server) -> None:
         conn.execute("CREATE TEMP TABLE t (a int)")
         conn.execute("PREPARE p AS SELECT 1")
         fast = {
-            sql: bool(conn.execute("SELECT pysafe.fast_path_allows(%s)", [sql]).fetchone()[0])  # type: ignore[index]
+            sql: bool(
+                conn.execute(  # type: ignore[index]
+                    "SELECT pysafe_internal.fast_path_allows(%s)", [sql]
+                ).fetchone()[0]
+            )
             for sql in statements
         }
     disagreements = [
@@ -195,10 +199,10 @@ def test_discard_all_goes_to_python_when_the_identity_is_locked(settings: Server
     """The fast path's one runtime input: a locked SET SESSION AUTHORIZATION."""
     settings.set_settings(lock_session_authorization="on")
     with settings.connect("app_login") as conn:
-        row = conn.execute("SELECT pysafe.fast_path_allows('DISCARD ALL')").fetchone()
+        row = conn.execute("SELECT pysafe_internal.fast_path_allows('DISCARD ALL')").fetchone()
         assert row == (True,)
         conn.execute("SET SESSION AUTHORIZATION reporting")
-        row = conn.execute("SELECT pysafe.fast_path_allows('DISCARD ALL')").fetchone()
+        row = conn.execute("SELECT pysafe_internal.fast_path_allows('DISCARD ALL')").fetchone()
         assert row == (False,)
         refusal = attempt_on(conn, "DISCARD ALL")
         assert refusal is not None and refusal.sqlstate == "25006"

@@ -66,7 +66,7 @@ def tables(cluster: LocalCluster) -> int:
 
 def test_no_shim_is_loaded(cluster: LocalCluster) -> None:
     with cluster.connect() as conn:
-        assert conn.execute("SELECT pysafe.shim_loaded()").fetchone() == (False,)
+        assert conn.execute("SELECT pysafe_internal.shim_loaded()").fetchone() == (False,)
         languages = conn.execute(
             "SELECT DISTINCT l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang "
             "WHERE p.pronamespace = 'pysafe'::regnamespace ORDER BY 1"

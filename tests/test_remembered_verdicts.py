@@ -84,7 +84,7 @@ def test_a_changed_language_is_judged_again(server: Server) -> None:
 def test_a_changed_policy_function_is_looked_up_again(server: Server) -> None:
     """Fail closed with a remembered verdict: a policy entry point no longer
     owned by a superuser refuses the very statement it allowed before."""
-    entry = "pysafe.decide_utility(text, text, text, integer)"
+    entry = "pysafe_internal.decide_utility(text, text, text, integer)"
     with server.connect("reporting") as conn:
         conn.execute(DO_BLOCK)
         assert remembered(conn) > 0

@@ -74,7 +74,7 @@ def test_install_on_a_standby_places_the_host_part_and_names_the_primary(
     _, standby = pair
     report = install(standby.dsn(), standby.pg_config)
     assert report.standby and STANDBY_NOTE in report.steps
-    assert report.databases["postgres"] == "pysafe 0.1.0, replicated from the primary"
+    assert report.databases["postgres"] == "pysafe 0.2.0, replicated from the primary"
     assert any("shim built and installed" in step for step in report.steps)
 
 

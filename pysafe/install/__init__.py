@@ -108,7 +108,13 @@ def install(
         ):
             report.steps.append("pysafe_session added to session_preload_libraries")
         conn.execute("SELECT pg_reload_conf()")
-        report.restart_needed = shim and not facts.shim_loaded
+        # Also when the server runs another build than the one just placed.
+        report.restart_needed = files.restart_needed(shim, facts.loaded_shim_build)
+        if shim and facts.shim_loaded and report.restart_needed:
+            report.steps.append(
+                f"the server runs shim build {facts.loaded_shim_build or 'before 0.2.0'}; "
+                f"build {files.shim_build()} is installed and loads at the restart"
+            )
         if report.restart_needed:
             report.restart_command = restart.restart_command(conn, paths)
         databases = cluster.target_databases(conn)

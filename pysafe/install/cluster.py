@@ -165,6 +165,12 @@ def drop_extension(conn: psycopg.Connection) -> str:
     if extension_version(conn) is None:
         return "absent"
     conn.execute("DROP EXTENSION pysafe")
+    # The control file's schema is not a member (so pg_dump writes it): drop
+    # it too, unless someone put objects of their own in it.
+    try:
+        conn.execute("DROP SCHEMA IF EXISTS pysafe")
+    except psycopg.errors.DependentObjectsStillExist:
+        return "dropped; schema pysafe kept: it holds objects pysafe did not make"
     return "dropped"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import compileall
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -201,18 +202,42 @@ def place_python_code(paths: ServerPaths, server_python: tuple[int, int]) -> Non
     replace_dir(paths.python_dir, fill)
 
 
-def render_extension_script(paths: ServerPaths) -> str:
-    template = asset_dir("sql") / f"pysafe--{__version__}.sql.in"
-    return template.read_text().replace(PATH_PLACEHOLDER, str(paths.python_dir))
+# Where an update script takes this version's whole script (sql/*--*--*.sql.in).
+VERSION_SCRIPT_PLACEHOLDER = "-- @PYSAFE_VERSION_SCRIPT@"
+
+
+def render_extension_script(paths: ServerPaths, template: Path | None = None) -> str:
+    """A script of sql/ with the server's paths: this version's, or ``template``."""
+    version_script = asset_dir("sql") / f"pysafe--{__version__}.sql.in"
+    text = (template or version_script).read_text()
+    if VERSION_SCRIPT_PLACEHOLDER in text:
+        text = text.replace(VERSION_SCRIPT_PLACEHOLDER, version_script.read_text())
+    return text.replace(PATH_PLACEHOLDER, str(paths.python_dir))
 
 
 def place_extension_files(paths: ServerPaths) -> None:
+    """The control file, this version's script and every update script to it."""
     paths.extension_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(asset_dir("sql") / "pysafe.control", paths.extension_dir / "pysafe.control")
-    script = paths.extension_dir / f"pysafe--{__version__}.sql"
-    script.write_text(render_extension_script(paths))
+    for template in sorted(asset_dir("sql").glob("pysafe--*.sql.in")):
+        script = paths.extension_dir / template.name.removesuffix(".in")
+        script.write_text(render_extension_script(paths, template))
     for path in paths.extension_files():
         path.chmod(0o644)
+
+
+def shim_build() -> str:
+    """A digest of the shim's sources: the build install places (pysafe.shim_build)."""
+    digest = hashlib.sha256()
+    for source in sorted(asset_dir("installer").iterdir()):
+        if source.is_file():
+            digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return f"{__version__}-{digest.hexdigest()[:12]}"
+
+
+def restart_needed(shim: bool, loaded_build: str | None) -> bool:
+    """Must the server restart to run the shim install placed (a build differs)?"""
+    return shim and loaded_build != shim_build()
 
 
 def build_shim(paths: ServerPaths) -> None:
@@ -221,7 +246,14 @@ def build_shim(paths: ServerPaths) -> None:
         build_dir = Path(scratch) / "installer"
         shutil.copytree(asset_dir("installer"), build_dir)
         result = subprocess.run(
-            ["make", "-C", str(build_dir), f"PG_CONFIG={paths.pg_config}", "install"],
+            [
+                "make",
+                "-C",
+                str(build_dir),
+                f"PG_CONFIG={paths.pg_config}",
+                f"PYSAFE_SHIM_BUILD={shim_build()}",
+                "install",
+            ],
             capture_output=True,
             text=True,
             check=False,

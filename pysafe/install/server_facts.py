@@ -18,6 +18,7 @@ class ServerFacts:
     plpython_available: bool
     shim_loaded: bool
     in_recovery: bool  # a standby: its catalogs come from the primary by replication
+    loaded_shim_build: str | None = None  # SHOW pysafe.shim_build; None before 0.2.0
 
     @property
     def major(self) -> int:
@@ -32,7 +33,8 @@ def read_server_facts(conn: psycopg.Connection) -> ServerFacts:
                EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'plpython3u'),
                EXISTS (SELECT 1 FROM pg_settings
                         WHERE name = 'pysafe.roles' AND context = 'superuser'),
-               pg_is_in_recovery()
+               pg_is_in_recovery(),
+               current_setting('pysafe.shim_build', true)
         """
     ).fetchone()
     assert row is not None

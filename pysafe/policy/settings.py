@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Bits of the flags argument of pysafe.decide_utility; installer/pysafe.c has the same.
+# Bits of the flags argument of pysafe_internal.decide_utility; installer/pysafe.c has the same.
 BLOCK_DML = 0x01
 BLOCK_DDL = 0x02
 BLOCK_C_FUNCTIONS = 0x04

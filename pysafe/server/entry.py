@@ -1,6 +1,6 @@
 """The code behind pysafe's PL/Python functions, run inside the server.
 
-pysafe.decide_utility(text, text, integer): the shim calls it for every
+pysafe_internal.decide_utility(text, text, integer): the shim calls it for every
 utility statement of a restricted session that its fast path does not pass.
 Any exception here reaches the shim as an error, and the shim refuses the
 statement (fail closed).  pysafe.status(), pysafe.check() and
@@ -116,27 +116,27 @@ def decide_utility(
 
 STATUS_FACTS_QUERY = """
 SELECT current_setting('server_version_num')::int AS version,
-       pysafe.shim_loaded() AS shim,
+       pysafe_internal.shim_loaded() AS shim,
        pysafe.session_is_restricted() AS restricted,
-       pysafe.shim_settings_flags() AS flags,
+       pysafe_internal.shim_settings_flags() AS flags,
        (SELECT l.lanname FROM pg_catalog.pg_event_trigger e
           JOIN pg_catalog.pg_proc p ON p.oid = e.evtfoid
           JOIN pg_catalog.pg_language l ON l.oid = p.prolang
          WHERE e.evtname = 'pysafe_login' AND e.evtenabled <> 'D') AS login_language,
        EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger
                 WHERE evtname = 'pysafe_ddl_veto' AND evtenabled <> 'D') AS ddl_veto,
-       pysafe.session_library_listed() AS session_preload,
+       pysafe_internal.session_library_listed() AS session_preload,
        (SELECT count(*) FROM pg_catalog.pg_db_role_setting
          WHERE setdatabase = 0
            AND 'default_transaction_read_only=on' = ANY (setconfig))::int AS role_defaults,
        session_user::text AS session_user,
-       pysafe.restriction_path(
+       pysafe_internal.restriction_path(
          (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user)) AS path,
        (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pysafe') AS extension,
        current_setting('server_version') AS server_version,
-       pysafe.setting('pysafe.log_refusals', 'on') AS log_refusals,
+       pysafe_internal.setting('pysafe.log_refusals', 'on') AS log_refusals,
        pg_catalog.pg_is_in_recovery() AS standby,
-       pysafe.unmatched_listed_roles() AS unknown_roles,
+       pysafe_internal.unmatched_listed_roles() AS unknown_roles,
        (SELECT w.sender_host || ':' || w.sender_port
           FROM pg_catalog.pg_stat_wal_receiver w) AS replication_source
 """
@@ -214,8 +214,8 @@ def function_review(plpy: Any) -> list[tuple[int, str, str, str]]:
 
 
 CHECK_ROLE_QUERY = """
-SELECT pysafe.restriction_path(pysafe.existing_role($1)) AS path,
-       pysafe.shim_settings_flags() AS flags
+SELECT pysafe_internal.restriction_path(pysafe_internal.existing_role($1)) AS path,
+       pysafe_internal.shim_settings_flags() AS flags
 """
 
 # What each function a call fact names is: the body only for SQL and
@@ -229,7 +229,7 @@ FUNCTION_COLUMNS = """
 """
 STATEMENT_CALLS_QUERY = f"""
 SELECT {FUNCTION_COLUMNS}, c.rule, c.detail
-  FROM pysafe.statement_calls($1, $2) c
+  FROM pysafe_internal.statement_calls($1, $2) c
   JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) c.fn
   JOIN pg_catalog.pg_language l ON l.oid OPERATOR(pg_catalog.=) p.prolang
 """
@@ -238,7 +238,7 @@ SELECT {FUNCTION_COLUMNS}, r[1] AS rule, r[2] AS detail
   FROM pg_catalog.pg_proc p
   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
   JOIN pg_catalog.pg_language l ON l.oid OPERATOR(pg_catalog.=) p.prolang
-  CROSS JOIN LATERAL pysafe.function_refusal(p.oid, $3) r
+  CROSS JOIN LATERAL pysafe_internal.function_refusal(p.oid, $3) r
  WHERE p.proname OPERATOR(pg_catalog.=) $1
    AND CASE WHEN $2 IS NULL
             THEN n.nspname OPERATOR(pg_catalog.=) ANY (pg_catalog.current_schemas(true))
