@@ -25,10 +25,16 @@ INSERT = "INSERT INTO accounts VALUES (90, 1)"
 
 def test_names_defaults_and_superuser_only(server: Server) -> None:
     rows = server.admin(
-        "SELECT name, boot_val, context FROM pg_settings WHERE name LIKE 'pysafe.%' ORDER BY 1"
+        "SELECT name, boot_val, context FROM pg_settings WHERE name LIKE 'pysafe.%' "
+        "AND name <> 'pysafe.shim_build' ORDER BY 1"
     )
     assert {name: boot for name, boot, _ in rows} == DEFAULTS
     assert {context for _, _, context in rows} == {"superuser"}
+    # Not a setting but a report: which build the server loaded; nobody can set it.
+    [(build, context)] = server.admin(
+        "SELECT setting, context FROM pg_settings WHERE name = 'pysafe.shim_build'"
+    )
+    assert context == "internal" and str(build).startswith("0.2.0-")
 
 
 @pytest.mark.parametrize("user", ["reporting", "writer"])
