@@ -257,7 +257,7 @@ def run_offline_check(args: argparse.Namespace) -> int:
                 "rule": r.verdict.rule,
                 "message": r.verdict.message,
                 "detail": OFFLINE_NOTE
-                if r.verdict.allowed and calls_functions(r.text)
+                if r.verdict.allowed and calls_functions(r.stmt)
                 else r.verdict.detail,
             }
             for r in results

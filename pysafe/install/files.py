@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import compileall
+import functools
 import hashlib
 import importlib.util
 import os
@@ -226,6 +227,7 @@ def place_extension_files(paths: ServerPaths) -> None:
         path.chmod(0o644)
 
 
+@functools.cache  # install asks three times; the sources do not change meanwhile
 def shim_build() -> str:
     """A digest of the shim's sources: the build install places (pysafe.shim_build)."""
     digest = hashlib.sha256()

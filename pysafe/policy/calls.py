@@ -86,13 +86,13 @@ class CallReader:
     facts: CallFacts
     decide_node: DecideNode  # the statement policy (pysafe.policy.statement)
 
-    def statement_outcome(self, sql: str) -> Outcome:
-        """What running one statement the statement policy allows leads to."""
-        [raw] = parse_statements(sql)
-        if isinstance(raw.stmt, ast.DoStmt):
-            return self.do_block(raw.stmt)
+    def statement_outcome(self, sql: str, stmt: ast.Node) -> Outcome:
+        """What running one statement (its text and parse) the statement policy
+        allows leads to."""
+        if isinstance(stmt, ast.DoStmt):
+            return self.do_block(stmt)
         calls = self.facts.statement_calls(sql)
-        if not runs_its_plan(raw.stmt):
+        if not runs_its_plan(stmt):
             # The shim checks the calls as the plan starts; no body runs yet.
             calls = [replace(call, volatile=False) for call in calls]
         return self.calls(calls, depth=0, seen=frozenset())
@@ -225,20 +225,15 @@ class CallNameFinder(Visitor):
 
 
 def called_names(stmt: ast.Node) -> list[tuple[str, ...]]:
+    """Each name a statement calls, once (a CALL's procedure included)."""
     finder = CallNameFinder()
     finder(stmt)
-    if isinstance(stmt, ast.CallStmt) and stmt.funccall is not None:
-        finder(stmt.funccall)
     return finder.names
 
 
-def calls_functions(text: str) -> bool:
-    """Does the text call any function, a procedure or run a DO block?"""
-    return any(
-        isinstance(raw.stmt, (ast.CallStmt, ast.DoStmt)) or called_names(raw.stmt)
-        for raw in parse_statements(text)
-        if raw.stmt is not None
-    )
+def calls_functions(stmt: ast.Node) -> bool:
+    """Does the statement call any function, a procedure or run a DO block?"""
+    return isinstance(stmt, ast.DoStmt) or bool(called_names(stmt))
 
 
 def sql_body(definition: str) -> list[ast.Node]:

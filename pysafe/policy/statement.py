@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from pglast import ast
 from pglast.parser import ParseError
-from pglast.visitors import Visitor
 
 from pysafe.policy import messages
+from pysafe.policy.calls import called_names, rule_applies
 from pysafe.policy.facts import CatalogFacts, OfflineFacts
 from pysafe.policy.functions import writing_function_names
 from pysafe.policy.parsing import MAX_DECIDED_BYTES, StatementTooDeep, parse_statements
@@ -32,24 +32,14 @@ TOO_LARGE_DETAIL = (
 )
 
 
-class BuiltinCallFinder(Visitor):
-    """Calls, by name, of the built-in writers (pysafe/policy/functions.py)."""
-
-    def __init__(self) -> None:
-        self.found: list[str] = []
-
-    def visit_FuncCall(self, ancestors: object, node: ast.FuncCall) -> None:
-        parts = [part.sval for part in node.funcname or () if isinstance(part, ast.String)]
-        schema_ok = len(parts) == 1 or (len(parts) == 2 and parts[0] == "pg_catalog")
-        if parts and schema_ok and parts[-1] in WRITING_NAMES:
-            self.found.append(parts[-1])
-
-
 def writing_calls(stmt: ast.Node) -> list[str]:
     """Built-in writers a statement calls by name; what the shim refuses at run time."""
-    finder = BuiltinCallFinder()
-    finder(stmt)
-    return finder.found
+    return [
+        name[-1]
+        for name in called_names(stmt)
+        if (len(name) == 1 or (len(name) == 2 and name[0] == "pg_catalog"))
+        and name[-1] in WRITING_NAMES
+    ]
 
 
 DML_COMMANDS: dict[type[ast.Node], str] = {
@@ -66,12 +56,13 @@ class StatementVerdict:
 
     text: str
     verdict: Verdict
+    stmt: ast.Node  # the parsed statement, for readers that need more than the verdict
 
 
 def decide_query_node(stmt: ast.Node, settings: PolicySettings, facts: CatalogFacts) -> Verdict:
     """SELECT and DML: the rules the shim applies at ExecutorStart, for offline checks."""
     calls = writing_calls(stmt)
-    if calls and (settings.block_c_functions or settings.force_read_only):
+    if calls and rule_applies("builtin_functions", settings):
         detail = f"{calls[0]}() writes; see pysafe.function_review()."
         return Verdict.refuse("builtin_functions", messages.FUNCTIONS, detail)
     if isinstance(stmt, DML_STATEMENTS):
@@ -202,5 +193,6 @@ def decide_text(
     for raw, piece in zip(parsed, statement_texts(text, parsed), strict=True):
         assert raw.stmt is not None
         command = type(raw.stmt).__name__
-        results.append(StatementVerdict(piece, decide_node(raw.stmt, command, settings, facts)))
+        verdict = decide_node(raw.stmt, command, settings, facts)
+        results.append(StatementVerdict(piece, verdict, raw.stmt))
     return results

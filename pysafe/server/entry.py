@@ -332,7 +332,7 @@ def check(sql: str, role: str, plpy: Any) -> list[CheckRow]:
             continue
         try:
             with plpy.subtransaction():
-                outcome = reader.statement_outcome(result.text)
+                outcome = reader.statement_outcome(result.text, result.stmt)
         except plpy.SPIError as error:
             rows.append((result.text, "error", "server_error", str(error).strip(), None))
             continue
