@@ -1436,6 +1436,57 @@ policy_function_invalidated(Datum arg, int cacheid, uint32 hashvalue)
 	policy_function_oid = InvalidOid;
 }
 
+/*
+ * An error message from PL/Python without the "plpy.Error: " or
+ * "spiexceptions.Name: " PL/Python puts before it (pysafe_internal.without_python_prefix
+ * has the same rule).  Other Python exception names ("KeyError: ") stay.
+ */
+static const char *
+without_python_prefix(const char *message)
+{
+	const char *rest;
+
+	if (message == NULL)
+		return "";
+	if (strncmp(message, "plpy.", 5) == 0)
+		rest = message + 5;
+	else if (strncmp(message, "spiexceptions.", 14) == 0)
+		rest = message + 14;
+	else
+		return message;
+	while (isalpha((unsigned char) *rest))
+		rest++;
+	if (rest[0] == ':' && rest[1] == ' ')
+		return rest + 2;
+	return message;
+}
+
+/*
+ * An error context without the part PL/Python added (its traceback and the
+ * "PL/Python function" line): what the callers around the statement added
+ * stays.  NULL when nothing else is left.
+ */
+static char *
+without_python_context(const char *context)
+{
+	const char *line = context;
+
+	if (context == NULL ||
+		(strncmp(context, "Traceback (most recent call last):", 34) != 0 &&
+		 strncmp(context, "PL/Python function ", 19) != 0))
+		return context ? pstrdup(context) : NULL;
+	/* The traceback's own lines are indented; its last line is not. */
+	while (strncmp(line, "PL/Python function ", 19) != 0)
+	{
+		line = strchr(line, '\n');
+		if (line == NULL)
+			return NULL;
+		line++;
+	}
+	line = strchr(line, '\n');
+	return line ? pstrdup(line + 1) : NULL;
+}
+
 /* Call the policy; NULL means allowed, otherwise its reply (see veto_by_python_policy). */
 static text *
 call_policy_function(Oid funcoid, const char *statement, const char *command_tag,
@@ -1517,18 +1568,24 @@ veto_by_python_policy(PlannedStmt *pstmt, const char *queryString)
 		MemoryContextSwitchTo(caller_context);
 		edata = CopyErrorData();
 
+		FlushErrorState();
+
 		/*
 		 * A cancel or statement_timeout that stopped the policy is reported
-		 * as itself; the statement does not run either way.
+		 * as itself, without PL/Python's prefix and traceback; the statement
+		 * does not run either way.
 		 */
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			PG_RE_THROW();
-		FlushErrorState();
-		log_refusal(tag, "policy_failed", edata->message);
+		{
+			edata->message = pstrdup(without_python_prefix(edata->message));
+			edata->context = without_python_context(edata->context);
+			ReThrowError(edata);
+		}
+		log_refusal(tag, "policy_failed", without_python_prefix(edata->message));
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg("cannot execute %s in a read-only session: pysafe policy failed", tag),
-				 errdetail("The policy raised: %s", edata->message),
+				 errdetail("The policy raised: %s", without_python_prefix(edata->message)),
 				 errhint("A superuser should check the server-side pysafe files, for example with \"python -m pysafe install\".")));
 	}
 	PG_END_TRY();

@@ -109,6 +109,23 @@ FINGERPRINT_SQL = "SELECT public.test_fingerprint()"
 class Refusal:
     sqlstate: str | None
     message: str | None
+    detail: str | None = None
+    hint: str | None = None
+    context: str | None = None
+
+
+# What PL/Python leaves on an error that leaves a Python function as it is:
+# "plpy.Error: " or "spiexceptions.Name: " before the message, a traceback
+# and "PL/Python function" lines in its CONTEXT.
+PYTHON_MARKS = ("plpy.", "spiexceptions", "Traceback", "PL/Python")
+
+
+def assert_without_python_marks(refusal: Refusal | None) -> None:
+    """An error a DBA or client reads as PostgreSQL's own: no PL/Python marks."""
+    assert refusal is not None
+    for text in (refusal.message, refusal.detail, refusal.hint, refusal.context):
+        for mark in PYTHON_MARKS:
+            assert mark not in (text or ""), refusal
 
 
 class Server:
@@ -217,7 +234,14 @@ def attempt_on(conn: psycopg.Connection, *statements: str) -> Refusal | None:
             if cursor.description:
                 cursor.fetchall()
     except psycopg.Error as error:
-        return Refusal(error.diag.sqlstate, error.diag.message_primary)
+        diag = error.diag
+        return Refusal(
+            diag.sqlstate,
+            diag.message_primary,
+            diag.message_detail,
+            diag.message_hint,
+            diag.context,
+        )
     return None
 
 

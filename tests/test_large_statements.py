@@ -4,7 +4,7 @@ BI tools send EXPLAIN ANALYZE with megabytes of constants: it takes the C
 fast path and never reaches Python.  A statement that needs the policy and
 is longer than MAX_DECIDED_BYTES is refused by the shim without Python.  A
 cancel or statement_timeout during a policy decision ends the statement with
-57014.  Timings are measured in bench/huge_statements.py, not here.
+57014, without PL/Python's marks on it.  Timings are measured in bench/huge_statements.py, not here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,13 @@ import time
 
 from pysafe.policy import messages
 from pysafe.policy.parsing import MAX_DECIDED_BYTES
-from tests.support import READ_ONLY_SQLSTATE, Refusal, Server, attempt_on
+from tests.support import (
+    READ_ONLY_SQLSTATE,
+    Refusal,
+    Server,
+    assert_without_python_marks,
+    attempt_on,
+)
 from tests.test_fast_path import backend_has_python
 
 QUERY_CANCELED = "57014"
@@ -75,6 +81,8 @@ def test_statement_timeout_during_a_policy_decision_reports_57014(server: Server
         conn.execute("SET statement_timeout = '60ms'")
         outcome = attempt_on(conn, sql)
         assert outcome is not None and outcome.sqlstate == QUERY_CANCELED, outcome
+        assert outcome.message == "canceling statement due to statement timeout", outcome
+        assert_without_python_marks(outcome)
         conn.execute("SET statement_timeout = 0")
         refusal = attempt_on(conn, sql)
         assert refusal is not None and refusal.sqlstate == READ_ONLY_SQLSTATE, refusal
@@ -102,4 +110,6 @@ def test_a_cancel_during_a_policy_decision_reports_57014(server: Server) -> None
         admin.execute("SELECT pg_cancel_backend(%s)", [conn.info.backend_pid])
         worker.join()
         assert outcome[0] is not None and outcome[0].sqlstate == QUERY_CANCELED, outcome
+        assert outcome[0].message == "canceling statement due to user request", outcome
+        assert_without_python_marks(outcome[0])
         conn.execute("SELECT 1")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from pysafe.localcluster import LocalCluster
-from tests.support import attempt_on, pg_config, run_cli
+from tests.support import assert_without_python_marks, attempt_on, pg_config, run_cli
 
 LOGIN_EVENTS = 17
 
@@ -113,6 +113,32 @@ def test_the_veto_logs_its_refusals(cluster: LocalCluster) -> None:
         if "pysafe refusal: " in line and "logged_probe" in line
     ]
     assert [json.loads(line)["rule"] for line in lines] == ["utility"]
+
+
+def test_errors_from_the_python_policy_carry_no_python_marks(cluster: LocalCluster) -> None:
+    """A statement_timeout during the veto's decision is 57014, as itself; a
+    DBA function's error is PostgreSQL's own too (test_clean_errors.py)."""
+    huge = "CREATE TABLE huge AS SELECT 1 AS a WHERE 1 IN ({})".format(
+        ", ".join(str(n) for n in range(36_000))
+    )
+    before = tables(cluster)
+    with cluster.connect("reporting") as conn:
+        conn.execute(READ_WRITE)
+        # Refused by the policy: Python is loaded, so the timer runs during its parse.
+        warm = attempt_on(conn, "CREATE TABLE warm (x int)")
+        assert warm is not None and warm.sqlstate == "25006", warm
+        conn.execute("SET statement_timeout = '60ms'")
+        outcome = attempt_on(conn, huge)
+        assert outcome is not None and outcome.sqlstate == "57014", outcome
+        assert outcome.message == "canceling statement due to statement timeout", outcome
+        assert_without_python_marks(outcome)
+        conn.execute("SET statement_timeout = 0")
+        refusal = attempt_on(conn, huge)
+        assert refusal is not None and refusal.sqlstate == "25006", refusal
+        parse_error = attempt_on(conn, "SELECT * FROM pysafe.check('SELEC 1')")
+    assert parse_error is not None and parse_error.sqlstate == "42601", parse_error
+    assert_without_python_marks(parse_error)
+    assert tables(cluster) == before
 
 
 def test_restricted_sessions_start_read_only(cluster: LocalCluster) -> None:

@@ -12,7 +12,6 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 
 from pysafe.install import STANDBY_NOTE, install
@@ -22,6 +21,7 @@ from tests.support import (
     READ_ONLY_SQLSTATE,
     RESTRICTED_ROLES_SETTING,
     Server,
+    assert_without_python_marks,
     attempt_on,
     create_fixture_objects,
     run_cli,
@@ -90,12 +90,17 @@ def test_catalog_changes_on_a_standby_name_the_primary(
     pair: tuple[LocalCluster, LocalCluster],
 ) -> None:
     _, standby = pair
-    for call in ("SELECT pysafe.restrict('writer')", "SELECT pysafe.unrestrict('tenant')"):
-        with standby.connect() as conn, pytest.raises(psycopg.Error) as raised:
-            conn.execute(call)
-        assert raised.value.diag.sqlstate == READ_ONLY_SQLSTATE
-        assert "standby only replays" in str(raised.value.diag.message_primary)
-        assert "Run it on the primary" in str(raised.value.diag.message_hint)
+    for call in (
+        "SELECT pysafe.restrict('writer')",
+        "SELECT pysafe.unrestrict('tenant')",
+        "SELECT pysafe.apply_role_defaults()",
+    ):
+        with standby.connect() as conn:
+            refusal = attempt_on(conn, call)
+        assert refusal is not None and refusal.sqlstate == READ_ONLY_SQLSTATE, refusal
+        assert refusal.message is not None and "standby only replays" in refusal.message
+        assert refusal.hint is not None and "Run it on the primary" in refusal.hint
+        assert_without_python_marks(refusal)
 
 
 def test_restrict_over_the_pair_acts_on_the_primary_and_verifies_the_standby(

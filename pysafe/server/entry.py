@@ -4,7 +4,9 @@ pysafe_internal.decide_utility(text, text, integer): the shim calls it for every
 utility statement of a restricted session that its fast path does not pass.
 Any exception here reaches the shim as an error, and the shim refuses the
 statement (fail closed).  pysafe.status(), pysafe.check() and
-pysafe.function_review() are for DBAs and run the same policy code.
+pysafe.function_review() are for DBAs and run the same policy code; the SQL
+wrappers of those three raise the errors raised here (plpy.error) again
+without PL/Python's "plpy.Error: " prefix and traceback.
 """
 
 from __future__ import annotations
@@ -299,11 +301,18 @@ def check(sql: str, role: str, plpy: Any) -> list[CheckRow]:
     facts = ServerCatalogFacts(plpy)
     try:
         results = decide_text(sql, settings, facts)
-    except StatementTooDeep as error:
-        plpy.error(f"pysafe.check: {error}", sqlstate="54001")
-    except ParseError as error:
+    except StatementTooDeep:
         plpy.error(
-            f"pysafe.check: the SQL does not parse: {error}",
+            "the SQL given to pysafe.check() nests too deeply to check",
+            hint="Split the expression or the query into smaller parts; a restricted"
+            " session's statement that nests this deeply is refused.",
+            sqlstate="54001",
+        )
+    except ParseError as error:
+        message, index = error.args
+        plpy.error(
+            f"the SQL given to pysafe.check() does not parse: {message}",
+            detail=f"The parser stopped at character {index + 1} of the text.",
             hint="Pass complete SQL statements; the server's own parser reports the same error.",
             sqlstate="42601",
         )
