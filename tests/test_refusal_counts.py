@@ -17,6 +17,7 @@ import pytest
 from tests.support import (
     FINGERPRINT_FUNCTION,
     READ_ONLY_SQLSTATE,
+    REPO,
     Server,
     attempt_on,
     run_cli,
@@ -317,3 +318,39 @@ def test_status_shows_the_counts(server: Server) -> None:
         for p, live, _ in server.admin("SELECT protection, live, detail FROM pysafe.status()")
     }
     assert rows["refusals counted"] is True
+
+
+def exporter_query() -> str:
+    """The postgres_exporter query of docs/operations.md ("Counting refusals")."""
+    text = (REPO / "docs" / "operations.md").read_text()
+    block = text.split("```yaml\npysafe:\n", 1)[1].split("```", 1)[0]
+    lines = block.split("  query: |\n", 1)[1].splitlines()
+    query = []
+    for line in lines:
+        if not line.startswith("    "):
+            break
+        query.append(line[4:])
+    return "\n".join(query)
+
+
+def test_the_documented_exporter_query_runs_as_a_monitoring_role(
+    server: Server, monitor: str
+) -> None:
+    server.assert_refused("reporting", "INSERT INTO accounts VALUES (89, 1)")
+    server.admin("CREATE ROLE refusal_dropped LOGIN IN ROLE reporting")
+    server.assert_refused("refusal_dropped", "INSERT INTO accounts VALUES (88, 1)")
+    server.admin("DROP ROLE refusal_dropped")
+    with server.connect(monitor) as conn:
+        cursor = conn.execute(exporter_query())
+        rows = cursor.fetchall()
+        columns = [column.name for column in cursor.description or ()]
+    assert columns == ["database", "role", "rule", "refusals", "last_refusal_seconds"]
+    labels = [row[:3] for row in rows]
+    assert len(labels) == len(set(labels)), "a label set repeats"
+    assert all(value is not None for label in labels for value in label)
+    by_labels = {row[:3]: row[3] for row in rows}
+    assert (
+        by_labels[("postgres", "reporting", "dml")]
+        == counts(server)[("postgres", "reporting", "dml")]
+    )
+    assert by_labels[("postgres", "", "dml")] >= 1
