@@ -354,3 +354,19 @@ def test_the_documented_exporter_query_runs_as_a_monitoring_role(
         == counts(server)[("postgres", "reporting", "dml")]
     )
     assert by_labels[("postgres", "", "dml")] >= 1
+
+
+def test_a_locked_identity_counts_its_refusals_and_its_end(settings: Server) -> None:
+    settings.set_settings(lock_session_authorization="on")
+    before = counts(settings)
+    with settings.connect("app_login") as conn:
+        conn.execute("SET SESSION AUTHORIZATION analyst")
+        refused(conn, "SELECT set_config('session_authorization', 'app_login', false)")
+        refusal = attempt_on(conn, "SELECT set_config('session_authorization', NULL, false)")
+        assert refusal is not None and refusal.sqlstate == READ_ONLY_SQLSTATE, refusal
+        assert conn.closed or conn.broken or attempt_on(conn, "SELECT 1") is not None
+    # Both under the restricted identity; the superuser login is never restricted.
+    assert increase(before, counts(settings)) == {
+        ("postgres", "analyst", "protected_settings"): 1,
+        ("postgres", "analyst", "locked_identity"): 1,
+    }
