@@ -442,13 +442,18 @@ write_refusal_line(const char *role, const char *current_role, const char *datab
 	pfree(line.data);
 }
 
-/* write_refusal_line() for the running statement of this session. */
+/*
+ * Count a refusal of this session (refusals.c), then write_refusal_line()
+ * for its running statement.  Every refusal of a running session passes
+ * here.
+ */
 static void
-log_refusal(const char *kind, const char *rule, const char *message)
+record_refusal(const char *kind, const char *rule, const char *message)
 {
 	const char *statement = debug_query_string ? debug_query_string : "";
 	int			length = strlen(statement);
 
+	pysafe_count_refusal(MyDatabaseId, GetSessionUserId(), rule);
 	if (!pysafe_log_refusals)
 		return;
 	if (length > pysafe_log_statement_length)
@@ -468,11 +473,11 @@ restriction_hint(void)
 	return "This session is read-only because its session user is listed, directly or through membership, in pysafe.roles; SELECT * FROM pysafe.status() shows the path.";
 }
 
-/* Log, then raise, the read-only-session refusal every pysafe check uses. */
+/* Count and log, then raise, the read-only-session refusal every pysafe check uses. */
 static void
 refuse(const char *kind, const char *rule, const char *message, const char *detail)
 {
-	log_refusal(kind, rule, message);
+	record_refusal(kind, rule, message);
 	ereport(ERROR,
 			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 			 errmsg("%s", message),
@@ -522,10 +527,14 @@ guard_locked_identity(void)
 		return;
 	}
 	if (GetSessionUserId() != locked_identity && !IsParallelWorker())
+	{
+		/* Counted under the restricted identity the session left. */
+		pysafe_count_refusal(MyDatabaseId, locked_identity, "locked_identity");
 		ereport(FATAL,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg("terminating connection: it left the restricted identity locked by pysafe.lock_session_authorization"),
 				 errhint("Open a new connection for each identity; a locked session cannot switch back.")));
+	}
 }
 
 /*
@@ -542,12 +551,15 @@ guard_superuser_role(void)
 	Oid			role = GetCurrentRoleId();
 
 	if (OidIsValid(role) && superuser_arg(role))
+	{
+		pysafe_count_refusal(MyDatabaseId, GetSessionUserId(), "superuser_role");
 		ereport(FATAL,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg("terminating connection: a read-only session may not act as superuser role \"%s\"",
 						GetUserNameFromId(role, true)),
 				 errdetail("The session became restricted by pysafe while SET ROLE made it a superuser."),
 				 errhint("Reconnect; restricted sessions cannot SET ROLE to a superuser role.")));
+	}
 }
 
 /*
@@ -628,7 +640,7 @@ refuse_setting_change(const char *name, const char *message)
 	char		kind[NAMEDATALEN + 8];
 
 	snprintf(kind, sizeof(kind), "SET %s", name);
-	log_refusal(kind, "protected_settings", message);
+	record_refusal(kind, "protected_settings", message);
 	GUC_check_errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION);
 	GUC_check_errmsg("%s", message);
 	return false;
@@ -1536,7 +1548,7 @@ veto_by_python_policy(PlannedStmt *pstmt, const char *queryString)
 
 	if (!OidIsValid(funcoid))
 	{
-		log_refusal(tag, "policy_unavailable", why);
+		record_refusal(tag, "policy_unavailable", why);
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg("cannot execute %s in a read-only session: pysafe policy unavailable", tag),
@@ -1581,7 +1593,7 @@ veto_by_python_policy(PlannedStmt *pstmt, const char *queryString)
 			edata->context = without_python_context(edata->context);
 			ReThrowError(edata);
 		}
-		log_refusal(tag, "policy_failed", without_python_prefix(edata->message));
+		record_refusal(tag, "policy_failed", without_python_prefix(edata->message));
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg("cannot execute %s in a read-only session: pysafe policy failed", tag),
@@ -1767,7 +1779,13 @@ pysafe_ClientAuthentication(Port *port, int status)
 		return;
 	message = psprintf("role \"%s\" is restricted by pysafe and cannot open replication connections",
 					   port->user_name);
-	/* No session user or statement yet: the login's names, from the start-up packet. */
+	/*
+	 * No session user, database or statement yet: the login's role, the
+	 * database a logical replication connection names (none for physical
+	 * replication), and their names from the start-up packet.
+	 */
+	pysafe_count_refusal(am_db_walsender ? get_database_oid(port->database_name, true) : InvalidOid,
+						 role, "replication");
 	write_refusal_line(port->user_name, port->user_name, port->database_name,
 					   "REPLICATION", "replication", message, "");
 	ereport(FATAL,
@@ -1933,6 +1951,7 @@ _PG_init(void)
 	CacheRegisterSyscacheCallback(PROCOID, policy_function_invalidated, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHOID, policy_function_invalidated, (Datum) 0);
 	pysafe_verdicts_init();
+	pysafe_refusals_init();
 	CacheRegisterSyscacheCallback(AUTHOID, restriction_cache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, restriction_cache_callback, (Datum) 0);
 

@@ -30,4 +30,8 @@ extern uint64 pysafe_verdict_generation(void);
 extern void pysafe_remember_verdict(const char *question, Size length, uint64 generation);
 extern void pysafe_forget_verdicts(void);
 
+/* refusals.c: refusal counts per database, role and rule, in shared memory. */
+extern void pysafe_refusals_init(void);
+extern void pysafe_count_refusal(Oid database, Oid role, const char *rule);
+
 #endif							/* PYSAFE_H */

@@ -27,6 +27,7 @@ from pysafe.install.connection import LOCAL_DSN, connect
 from pysafe.policy import PolicySettings, decide_text
 from pysafe.policy.calls import calls_functions
 from pysafe.policy.parsing import StatementTooDeep
+from pysafe.refusal_counts import read_refusal_counts, refusal_lines
 
 
 def report_lines(report: InstallReport) -> list[str]:
@@ -77,6 +78,7 @@ def status_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
         standby, source, settings, restricted, pysafe_version, server = conn.execute(
             FLEET_FACTS_QUERY
         ).fetchone()  # type: ignore[misc]
+        refusals = read_refusal_counts(conn)
     data = {
         "node": "standby" if standby else "primary",
         "replication_source": source,
@@ -84,10 +86,12 @@ def status_outcome(args: argparse.Namespace, dsn: str) -> Outcome:
         "settings": settings or {},
         "restricted_roles": restricted,
         "versions": {"pysafe": pysafe_version, "server": server},
+        "refusals": refusals.as_json(),
     }
     width = max(len(str(r[0])) for r in rows)
     lines = [f"{'LIVE' if live else 'off ':<4}  {p:<{width}}  {d}" for p, live, d in rows]
     lines.append(f"restricted login roles: {', '.join(restricted) or 'none'}")
+    lines += refusal_lines(refusals)
     return Outcome(data, lines)
 
 

@@ -110,6 +110,14 @@ def shim_rows(facts: StatusFacts) -> list[StatusRow]:
             shim,
             "restricted roles cannot open walsender connections" if shim else missing,
         ),
+        StatusRow(
+            "refusals counted",
+            shim,
+            "per database, role and rule in shared memory: SELECT * FROM pysafe.refusals "
+            "(superusers and pg_monitor)"
+            if shim
+            else "not counted without the shim: only the server log has them",
+        ),
     ]
 
 

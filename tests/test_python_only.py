@@ -220,3 +220,18 @@ def test_weaker_as_status_says(cluster: LocalCluster) -> None:
     with cluster.connect("reporting") as conn:
         assert attempt_on(conn, "SET default_transaction_read_only = off") is None
         assert attempt_on(conn, "BEGIN", "INSERT INTO t VALUES (1)", "ROLLBACK") is None
+
+
+def test_refusals_are_not_counted_and_say_so(cluster: LocalCluster) -> None:
+    with cluster.connect() as conn:
+        for query in ("SELECT * FROM pysafe.refusals", "SELECT pysafe.reset_refusals()"):
+            refusal = attempt_on(conn, query)
+            assert refusal is not None and refusal.sqlstate == "55000", (query, refusal)
+            assert refusal.message is not None and "only with its shim" in refusal.message
+        [(live, detail)] = conn.execute(
+            "SELECT live, detail FROM pysafe.status() WHERE protection = 'refusals counted'"
+        ).fetchall()
+    assert live is False and "only the server log" in str(detail)
+    result = run_cli("status", "--dsn", cluster.dsn())
+    assert result.returncode == 0, result.stderr
+    assert "refusals: pysafe counts refusals only with its shim" in result.stdout

@@ -390,6 +390,12 @@ EXTENSION_FUNCTIONS: tuple[ExtensionFunctionReview, ...] = (
         "plpython3_validator",
         library="plpython3",
     ),
+    *_reviews(
+        "pysafe",
+        REFUSED,
+        "forgets the server's refusal counts (shared state)",
+        ("pysafe_reset_refusals", "SELECT pysafe.reset_refusals()"),
+    ),
 )
 
 
