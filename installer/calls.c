@@ -191,23 +191,13 @@ PG_FUNCTION_INFO_V1(pysafe_statement_calls);
 Datum
 pysafe_statement_calls(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	char	   *sql = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	bool		block_all_c = PG_GETARG_BOOL(1);
 	List	   *parsed;
 	TupleDesc	tupdesc;
-	Tuplestorestate *store;
-	MemoryContext old_context;
+	Tuplestorestate *store = pysafe_begin_set_result(fcinfo, &tupdesc);
 	List	   *seen = NIL;
 	ListCell   *lc;
-
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
-		!(rsinfo->allowedModes & SFRM_Materialize))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("pysafe_internal.statement_calls() must be called in FROM")));
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "pysafe_internal.statement_calls() must return a row type");
 
 	parsed = raw_parser(sql, RAW_PARSE_DEFAULT);
 	if (list_length(parsed) != 1)
@@ -221,14 +211,6 @@ pysafe_statement_calls(PG_FUNCTION_ARGS)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	watch_query(analyze_statement(linitial_node(RawStmt, parsed), sql), sql);
 	PopActiveSnapshot();
-
-	old_context = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	tupdesc = CreateTupleDescCopy(tupdesc);
-	store = tuplestore_begin_heap(true, false, work_mem);
-	rsinfo->returnMode = SFRM_Materialize;
-	rsinfo->setResult = store;
-	rsinfo->setDesc = tupdesc;
-	MemoryContextSwitchTo(old_context);
 
 	foreach(lc, recorded_calls)
 	{

@@ -50,6 +50,7 @@
 #include "commands/defrem.h"
 #include "executor/executor.h"
 #include "fmgr.h"
+#include "funcapi.h"
 /*
  * libpq-be.h pulls in the GSSAPI headers when the server was built with
  * GSSAPI.  The shim reads only Port's user and database names, and Port
@@ -193,6 +194,36 @@ static bool restriction_cache_value = false;
 void		_PG_init(void);
 static bool check_cluster_setting(const char *name, GucSource source);
 extern PGDLLEXPORT void pysafe_session_start(void);
+
+/*
+ * Begin the materialized result of a set-returning SQL function (calls.c,
+ * refusals.c): its tuplestore, already handed to the executor, and in
+ * *desc the row type its rows take.
+ */
+Tuplestorestate *
+pysafe_begin_set_result(FunctionCallInfo fcinfo, TupleDesc *desc)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext caller_context;
+	Tuplestorestate *store;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		!(rsinfo->allowedModes & SFRM_Materialize))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s() must be called where a set is accepted",
+						get_func_name(fcinfo->flinfo->fn_oid))));
+	if (get_call_result_type(fcinfo, NULL, desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	caller_context = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	*desc = CreateTupleDescCopy(*desc);
+	store = tuplestore_begin_heap(true, false, work_mem);
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = store;
+	rsinfo->setDesc = *desc;
+	MemoryContextSwitchTo(caller_context);
+	return store;
+}
 
 PG_FUNCTION_INFO_V1(pysafe_session_is_restricted);
 PG_FUNCTION_INFO_V1(pysafe_fast_path_allows);

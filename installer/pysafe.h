@@ -8,7 +8,9 @@
 #ifndef PYSAFE_H
 #define PYSAFE_H
 
+#include "fmgr.h"
 #include "nodes/nodes.h"
+#include "utils/tuplestore.h"
 
 /* reading.c: the canonical reading of a utility statement's parse tree. */
 extern char *pysafe_server_reading(Node *stmt);
@@ -17,6 +19,9 @@ extern char *pysafe_server_reading(Node *stmt);
 extern bool pysafe_function_may_write(Oid fn_oid, bool block_all_c, bool by_executor,
 									  bool *c_language, char *refusal, Size refusal_size);
 extern bool pysafe_builtin_refused(Oid fn_oid, char *refusal, Size refusal_size);
+
+/* pysafe.c: the materialized result of a set-returning SQL function. */
+extern Tuplestorestate *pysafe_begin_set_result(FunctionCallInfo fcinfo, TupleDesc *desc);
 
 /* calls.c: which functions a statement would call (pysafe.check()). */
 extern bool pysafe_record_call(Oid fn_oid, bool by_executor);

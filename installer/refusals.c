@@ -361,24 +361,15 @@ put_refusal_row(Tuplestorestate *store, TupleDesc desc, const RefusalEntry *entr
 Datum
 pysafe_refusals(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	TupleDesc	desc;
 	Tuplestorestate *store;
-	MemoryContext caller_context;
 	RefusalEntry *copy;
 	RefusalEntry overflow;
 	int			count;
 	int			i;
 
 	require_shared_table();
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
-		!(rsinfo->allowedModes & SFRM_Materialize))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("pysafe.refusals() must be called where a set is accepted")));
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-
+	store = pysafe_begin_set_result(fcinfo, &desc);
 	copy = palloc(sizeof(RefusalEntry) * REFUSAL_ENTRIES);
 	LWLockAcquire(counts->lock, LW_SHARED);
 	count = counts->entry_count;
@@ -386,19 +377,11 @@ pysafe_refusals(PG_FUNCTION_ARGS)
 	overflow = counts->overflow;
 	LWLockRelease(counts->lock);
 
-	caller_context = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	desc = CreateTupleDescCopy(desc);
-	store = tuplestore_begin_heap(true, false, work_mem);
-	MemoryContextSwitchTo(caller_context);
 	for (i = 0; i < count; i++)
 		put_refusal_row(store, desc, &copy[i], false);
 	if (overflow.refusals > 0)
 		put_refusal_row(store, desc, &overflow, true);
 	pfree(copy);
-
-	rsinfo->returnMode = SFRM_Materialize;
-	rsinfo->setResult = store;
-	rsinfo->setDesc = desc;
 	return (Datum) 0;
 }
 
