@@ -161,7 +161,7 @@ def test_jsonlog_message_is_the_prefix_and_the_object(structured_logs: Server) -
     }
 
 
-@pytest.mark.skipif(shutil.which("jq") is None, reason="the recipe needs jq")
+@pytest.mark.skipif(shutil.which("jq") is None, reason="needs jq (.ci/setup installs it)")
 def test_the_documented_jq_recipe_extracts_each_refusal(structured_logs: Server) -> None:
     marker = unique()
     assert f"jq -c '{JQ_RECIPE}' \"$PGDATA\"/log/*.json" in OPERATIONS_DOC.read_text()

@@ -69,10 +69,12 @@ def test_an_update_from_0_1_0_equals_a_fresh_install(server: Server, old_release
             "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pysafe'",
             "updated_from_010",
         ) == [("public",)]
-        # What install does next: the new control file, then ALTER EXTENSION UPDATE.
-        (old_release / "pysafe.control").write_text((REPO / "sql" / "pysafe.control").read_text())
-        server.admin("ALTER EXTENSION pysafe UPDATE", "updated_from_010")
-        server.admin("CREATE EXTENSION pysafe CASCADE", "fresh_020")
+        # install places the new control file and update script, and updates
+        # the extension in every database; the fresh one it creates.
+        report = install(server.cluster.dsn(), server.cluster.pg_config)
+        assert report.databases["updated_from_010"] == "updated from 0.1.0"
+        assert report.databases["fresh_020"] == "created"
+        assert report.restart_needed is False, report.steps
         updated = shape(server, "updated_from_010")
         assert updated.startswith(f"{__version__} in pysafe\n")
         assert "schema pysafe_internal" in updated
@@ -144,6 +146,24 @@ def test_dump_and_restore_of_a_database_with_pysafe(server: Server, tmp_path: Pa
     finally:
         for dbname in ("dumped", "restored"):
             server.admin(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SET pysafe.shim_build = 'x'",
+        "SELECT set_config('pysafe.shim_build', 'x', false)",
+        "ALTER SYSTEM SET pysafe.shim_build = 'x'",
+        "ALTER DATABASE postgres SET pysafe.shim_build = 'x'",
+    ],
+)
+@pytest.mark.parametrize("user", ["postgres", "reporting", "writer"])
+def test_nobody_sets_the_shim_build(server: Server, user: str, statement: str) -> None:
+    """The build report is PGC_INTERNAL: install's RESTART NEEDED cannot be silenced."""
+    [(before,)] = server.admin("SHOW pysafe.shim_build")
+    with server.connect(user) as conn:
+        assert attempt_on(conn, statement) is not None
+    assert server.admin("SHOW pysafe.shim_build") == [(before,)]
 
 
 def test_install_knows_which_shim_the_server_runs(server: Server) -> None:
