@@ -8,11 +8,14 @@
  * when the executor starts a plan and fmgr binds its functions.  So this
  * file does not read the statement a second way: it parses, analyzes,
  * rewrites and plans it as the server would, starts the executor on the
- * plan in EXPLAIN-only mode (nothing is run, as for a plain EXPLAIN), and
- * records every function the hooks are shown instead of checking it.  Each
- * recorded function is then judged by the same code the checks use
- * (functions.c).  Whether a rule applies under the current settings is left
- * to the Python caller, as it is to pysafe.c's settings.
+ * plan in EXPLAIN-only mode, as a plain EXPLAIN does, and records every
+ * function the hooks are shown.  The hooks keep checking meanwhile: an
+ * EXPLAIN-only start still evaluates initial partition pruning, so for a
+ * restricted caller a refused call is refused here too, and the caller
+ * (pysafe.check()) reports that refusal.  Each recorded function is then
+ * judged by the same code the checks use (functions.c).  Whether a rule
+ * applies under the current settings is left to the Python caller, as it
+ * is to pysafe.c's settings.
  *
  *-------------------------------------------------------------------------
  */
@@ -54,25 +57,26 @@ static MemoryContext record_context = NULL;
 static bool collecting = false;
 
 /*
- * Record a function the hooks were shown, if a statement is being watched;
- * true then, and the hook must not check it (nothing runs in EXPLAIN-only
- * mode: the call is only being described).
+ * Record a function the hooks were shown, if a statement is being watched.
+ * The hooks check it all the same: an EXPLAIN-only executor start still
+ * evaluates some expressions (initial partition pruning), so a call it
+ * announces may run, and a restricted session is refused it here as in a
+ * plain EXPLAIN.
  */
-bool
+void
 pysafe_record_call(Oid fn_oid, bool by_executor)
 {
 	MemoryContext old_context;
 	RecordedCall *call;
 
 	if (!collecting)
-		return false;
+		return;
 	old_context = MemoryContextSwitchTo(record_context);
 	call = palloc(sizeof(RecordedCall));
 	call->fn_oid = fn_oid;
 	call->by_executor = by_executor;
 	recorded_calls = lappend(recorded_calls, call);
 	MemoryContextSwitchTo(old_context);
-	return true;
 }
 
 /* Start (and end) the executor on a plan in EXPLAIN-only mode, recording calls. */
@@ -199,6 +203,10 @@ pysafe_statement_calls(PG_FUNCTION_ARGS)
 	List	   *seen = NIL;
 	ListCell   *lc;
 
+	if (collecting)				/* called by what it describes: one list at a time */
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("pysafe_internal.statement_calls() cannot run inside a statement it describes")));
 	parsed = raw_parser(sql, RAW_PARSE_DEFAULT);
 	if (list_length(parsed) != 1)
 		ereport(ERROR,

@@ -1022,8 +1022,8 @@ check_function_allowed(Oid fn_oid, bool by_executor)
 static bool
 pysafe_needs_fmgr_hook(Oid fn_oid)
 {
-	if (!pysafe_record_call(fn_oid, false))	/* pysafe.check() describing a call */
-		check_function_allowed(fn_oid, false);
+	pysafe_record_call(fn_oid, false);	/* pysafe.check() describing a plan */
+	check_function_allowed(fn_oid, false);
 	return prev_needs_fmgr_hook ? prev_needs_fmgr_hook(fn_oid) : false;
 }
 
@@ -1066,13 +1066,8 @@ pysafe_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 					 int subId, void *arg)
 {
 	guard_locked_identity();
-	if (access == OAT_FUNCTION_EXECUTE && pysafe_record_call(objectId, true))
-	{
-		/* pysafe.check() describing a plan: nothing runs (calls.c). */
-		if (prev_object_access_hook)
-			prev_object_access_hook(access, classId, objectId, subId, arg);
-		return;
-	}
+	if (access == OAT_FUNCTION_EXECUTE)
+		pysafe_record_call(objectId, true);	/* pysafe.check() describing a plan */
 
 	/*
 	 * Listed built-ins write even in a read-only transaction (large objects),

@@ -24,7 +24,7 @@ extern bool pysafe_builtin_refused(Oid fn_oid, char *refusal, Size refusal_size)
 extern Tuplestorestate *pysafe_begin_set_result(FunctionCallInfo fcinfo, TupleDesc *desc);
 
 /* calls.c: which functions a statement would call (pysafe.check()). */
-extern bool pysafe_record_call(Oid fn_oid, bool by_executor);
+extern void pysafe_record_call(Oid fn_oid, bool by_executor);
 
 /* verdicts.c: the policy's pure verdicts this backend remembers. */
 extern void pysafe_verdicts_init(void);

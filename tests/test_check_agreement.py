@@ -57,6 +57,15 @@ CREATE FUNCTION py_equal(int, int) RETURNS boolean LANGUAGE plpython3u VOLATILE
 CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = py_equal);
 CREATE VIEW python_view AS SELECT id, py_volatile() AS one FROM items;
 CREATE VIEW plain_view AS SELECT id, n FROM items WHERE n > 1;
+-- Initial partition pruning evaluates its expressions as the executor starts,
+-- even in EXPLAIN-only mode; the argument below is not folded at plan time.
+CREATE TABLE parted (k int, v text) PARTITION BY LIST (k);
+CREATE TABLE parted_1 PARTITION OF parted FOR VALUES IN (1);
+CREATE TABLE parted_2 PARTITION OF parted FOR VALUES IN (2);
+CREATE FUNCTION stable_lo_create(r anyelement) RETURNS int STABLE LANGUAGE sql
+  AS $$SELECT 1 FROM lo_create(0)$$;
+CREATE FUNCTION stable_python(r anyelement) RETURNS int STABLE LANGUAGE plpgsql
+  AS $$BEGIN PERFORM py_volatile(); RETURN 1; END$$;
 CREATE PROCEDURE writing_proc() LANGUAGE plpgsql AS $$BEGIN DELETE FROM items; END$$;
 CREATE PROCEDURE reading_proc(INOUT total bigint) LANGUAGE plpgsql AS
   $$BEGIN SELECT sum(n) INTO total FROM items; END$$;
@@ -138,6 +147,14 @@ def predicted(
     return verdict, detail
 
 
+def verdict_and_rule(server: Server, database: str, asker: str, sql: str) -> tuple[str, str]:
+    with server.connect(asker, database) as conn:
+        [row] = conn.execute(
+            "SELECT verdict, rule FROM pysafe.check(%s, %s)", [sql, RESTRICTED]
+        ).fetchall()
+    return row
+
+
 def ran(server: Server, database: str, role: str, sql: str) -> str:
     """'refused' (25006), 'allowed', or the other error's SQLSTATE; never committed."""
     with server.connect(role, database) as conn:
@@ -168,8 +185,9 @@ def test_check_agrees_with_enforcement(server: Server, database: str) -> None:
         verdicts.add(expected)
         if expected != actual:
             disagreements.append(f"{sql}: check says {expected} ({detail}), server {actual}")
-        # The restricted role asking about itself gets the same answer.
-        if predicted(server, database, sql, role=None)[0] != expected:
+        # The restricted role asking about itself gets the same answer and rule.
+        asked_by_dba = verdict_and_rule(server, database, "postgres", sql)
+        if verdict_and_rule(server, database, RESTRICTED, sql) != asked_by_dba:
             disagreements.append(f"{sql}: {RESTRICTED} asking about itself is told otherwise")
     assert disagreements == []
     assert verdicts == {"allowed", "refused"}  # the corpus exercises both
@@ -241,17 +259,62 @@ def test_a_statement_the_server_cannot_plan_is_an_error(server: Server, database
     ],
 )
 def test_describing_calls_runs_nothing(server: Server, database: str, sql: str) -> None:
-    """pysafe_internal.statement_calls() lets the hooks record rather than check, while
-    the executor starts in EXPLAIN-only mode: a restricted role calling it
-    directly must not get anything run by that."""
+    """pysafe_internal.statement_calls() starts the executor in EXPLAIN-only
+    mode with the hooks recording (and still checking): a restricted role
+    calling it directly gets nothing run, and a call the checks refuse is
+    refused to it as in a plain EXPLAIN; a superuser gets it described."""
+    query = "SELECT fn::text FROM pysafe_internal.statement_calls(%s, false)"
     before = server.fingerprint(database)
+    refused = None
     with server.connect(RESTRICTED, database) as conn:
-        names = conn.execute(
-            "SELECT fn::text FROM pysafe_internal.statement_calls(%s, false)", [sql]
-        ).fetchall()
+        try:
+            conn.execute(query, [sql]).fetchall()
+        except psycopg.Error as error:
+            refused = error.diag.sqlstate
+    assert refused == (READ_ONLY_SQLSTATE if "lo_create" in sql else None)
     assert server.fingerprint(database) == before
     with server.connect(dbname=database) as conn:
         assert conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone() == (0,)
         assert conn.execute("SELECT to_regclass('made_by_calls')").fetchone() == (None,)
-    if "lo_create" in sql:
-        assert ("lo_create(oid)",) in names  # described, not run
+        names = conn.execute(query, [sql]).fetchall()
+        if "lo_create" in sql:
+            assert ("lo_create(oid)",) in names  # described, not run
+
+
+PRUNING = "SELECT * FROM parted WHERE k = {}(cardinality(ARRAY['now']::text[]::timestamptz[]))"
+
+
+@pytest.mark.parametrize("wrapper", ["stable_lo_create", "stable_python"])
+@pytest.mark.parametrize(
+    "via",
+    [
+        "SELECT * FROM pysafe_internal.statement_calls(%s, false)",
+        "SELECT * FROM pysafe.check(%s)",
+        "EXPLAIN {}",
+        "{}",
+    ],
+)
+def test_calls_evaluated_by_partition_pruning_are_checked(
+    server: Server, database: str, wrapper: str, via: str
+) -> None:
+    """Describing a plan records its calls and still checks them: initial
+    pruning runs a refused call at an EXPLAIN-only executor start (found by
+    the review).  As a restricted role, nothing runs, by any of four roads."""
+    sql = PRUNING.format(wrapper)
+    before = server.fingerprint(database)
+    with server.connect(RESTRICTED, database) as conn:
+        try:
+            if "%s" in via:
+                rows = conn.execute(via, [sql]).fetchall()
+            else:
+                rows = conn.execute(via.format(sql)).fetchall()
+        except psycopg.Error as error:
+            assert error.diag.sqlstate == READ_ONLY_SQLSTATE, error
+        else:
+            assert "check" in via, rows  # check() reports the refusal as its verdict
+            assert [row[1] for row in rows] == ["refused"]
+    assert server.fingerprint(database) == before
+    with server.connect(dbname=database) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone() == (0,)
+    # Control: the same statement runs for an unrestricted role.
+    assert ran(server, database, UNRESTRICTED, sql) == "allowed"

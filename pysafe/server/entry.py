@@ -19,6 +19,7 @@ from pysafe.policy.calls import UNKNOWN, CalledFunction, CallReader
 from pysafe.policy.parsing import StatementTooDeep
 from pysafe.policy.settings import PolicySettings
 from pysafe.policy.statement import decide_node, decide_statement, decide_text
+from pysafe.policy.verdict import READ_ONLY_SQLSTATE
 
 # The policy's catalog queries run under the session's search_path (relation
 # names must resolve as the session resolves them), so every operator,
@@ -288,6 +289,22 @@ class ServerCallFacts:
 
 CheckRow = tuple[str, str, str, str | None, str | None]
 
+# The DETAIL endings of the shim's function refusals (installer/functions.c),
+# and the rule each is logged under.
+SHIM_REFUSAL_RULES = (
+    ("C-language.", "c_functions"),
+    ("untrusted-language.", "untrusted_functions"),
+    ("does not clear (pysafe/policy/functions.py).", "builtin_functions"),
+)
+
+
+def shim_refusal_rule(detail: str | None) -> str:
+    """The rule of a function refusal the shim raised, from its DETAIL."""
+    for ending, rule in SHIM_REFUSAL_RULES:
+        if (detail or "").endswith(ending):
+            return rule
+    return "refused_while_planning"
+
 
 def check(sql: str, role: str, plpy: Any) -> list[CheckRow]:
     """Rows of pysafe.check(): what running each statement as ``role`` leads to.
@@ -343,7 +360,16 @@ def check(sql: str, role: str, plpy: Any) -> list[CheckRow]:
             with plpy.subtransaction():
                 outcome = reader.statement_outcome(result.text, result.stmt)
         except plpy.SPIError as error:
-            rows.append((result.text, "error", "server_error", str(error).strip(), None))
+            if getattr(error, "sqlstate", None) == READ_ONLY_SQLSTATE:
+                # A restricted caller: the shim refused a call while the plan
+                # was described, as it refuses it in a plain EXPLAIN.
+                # PL/Python keeps DETAIL second in the error's spidata.
+                spidata = getattr(error, "spidata", None) or (None, None)
+                detail = spidata[1]
+                rule = shim_refusal_rule(detail)
+                rows.append((result.text, "refused", rule, str(error).strip(), detail))
+            else:
+                rows.append((result.text, "error", "server_error", str(error).strip(), None))
             continue
         if outcome.verdict is not None:
             refusal = outcome.verdict
