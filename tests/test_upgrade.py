@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from pysafe import __version__
@@ -177,3 +178,31 @@ def test_install_knows_which_shim_the_server_runs(server: Server) -> None:
     assert files.restart_needed(True, "0.1.0-000000000000") is True
     assert files.restart_needed(True, None) is True
     assert files.restart_needed(False, None) is False
+
+
+@pytest.mark.parametrize(
+    "prepare",
+    [
+        "CREATE SCHEMA pysafe AUTHORIZATION writer",
+        "CREATE SCHEMA pysafe; CREATE TABLE pysafe.planted (x int)",
+        "CREATE SCHEMA pysafe; CREATE FUNCTION pysafe.status() RETURNS int LANGUAGE sql"
+        " AS 'SELECT 1'",
+    ],
+)
+def test_a_schema_pysafe_made_by_someone_else_is_not_used(server: Server, prepare: str) -> None:
+    """Its owner could drop pysafe's functions, or it holds look-alikes: the
+    extension refuses it, by CREATE EXTENSION and by install alike."""
+    server.admin("DROP DATABASE IF EXISTS squatted")
+    server.admin("CREATE DATABASE squatted TEMPLATE template0")
+    try:
+        server.admin(prepare, "squatted")
+        with server.connect(dbname="squatted") as conn:
+            refusal = attempt_on(conn, "CREATE EXTENSION pysafe CASCADE")
+        assert refusal is not None and "schema pysafe already exists" in (refusal.message or "")
+        with pytest.raises(psycopg.Error, match="schema pysafe already exists"):
+            install(server.cluster.dsn(), server.cluster.pg_config)
+        assert server.admin(
+            "SELECT count(*) FROM pg_extension WHERE extname = 'pysafe'", "squatted"
+        ) == [(0,)]
+    finally:
+        server.admin("DROP DATABASE IF EXISTS squatted WITH (FORCE)")
