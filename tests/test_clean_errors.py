@@ -22,6 +22,7 @@ from tests.support import (
     Server,
     assert_without_python_marks,
     attempt_on,
+    quote_literal,
 )
 
 TOO_DEEP = "SELECT " + "1 + " * 40_000 + "1"
@@ -126,6 +127,23 @@ def test_a_parse_error_says_where_and_what_to_do(server: Server) -> None:
     with server.connect("reporting") as conn:
         rows = conn.execute("SELECT verdict FROM pysafe.check('SELECT 1; DELETE FROM accounts')")
         assert rows.fetchall() == [("allowed",), ("refused",)]
+
+
+def test_check_reads_no_more_than_the_policy_does(server: Server) -> None:
+    """pysafe.check() is bounded like the shim's questions (256 kB): longer text is
+    an error (54000) before any parsing, for a restricted caller too."""
+    within = "SELECT 1 WHERE 1 IN (" + "1," * 100_000 + "1)"
+    beyond = "SELECT 1 WHERE 1 IN (" + "1," * 140_000 + "1)"
+    for user in ("postgres", "reporting"):
+        with server.connect(user) as conn:
+            rows = conn.execute("SELECT verdict FROM pysafe.check(%s)", [within]).fetchall()
+            assert rows == [("allowed",)]
+            refusal = attempt_on(conn, f"SELECT * FROM pysafe.check({quote_literal(beyond)})")
+        assert refusal is not None and refusal.sqlstate == "54000", refusal
+        assert refusal.message == (
+            "the SQL given to pysafe.check() is longer than 256 kB, the most pysafe's policy reads"
+        )
+        assert_without_python_marks(refusal)
 
 
 @pytest.mark.parametrize("function", ["pysafe.status()", "pysafe.function_review()"])

@@ -181,14 +181,18 @@ def decide_text(
     text: str,
     settings: PolicySettings | None = None,
     facts: CatalogFacts | None = None,
+    *,
+    while_waiting: Callable[[], None] | None = None,
 ) -> list[StatementVerdict]:
     """What the policy does with each statement of a text (``pysafe check``).
 
     Raises :class:`pglast.parser.ParseError` for text that does not parse.
+    ``while_waiting`` runs while a long text is parsed (see
+    :func:`parse_statements`).
     """
     settings = settings or PolicySettings()
     facts = facts or OfflineFacts()
-    parsed = parse_statements(text)
+    parsed = parse_statements(text, while_waiting)
     results = []
     for raw, piece in zip(parsed, statement_texts(text, parsed), strict=True):
         assert raw.stmt is not None

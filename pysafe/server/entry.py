@@ -11,12 +11,13 @@ without PL/Python's "plpy.Error: " prefix and traceback.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pglast.parser import ParseError
 
 from pysafe.policy.calls import UNKNOWN, CalledFunction, CallReader
-from pysafe.policy.parsing import StatementTooDeep
+from pysafe.policy.parsing import MAX_DECIDED_BYTES, StatementTooDeep
 from pysafe.policy.settings import PolicySettings
 from pysafe.policy.statement import decide_node, decide_statement, decide_text
 from pysafe.policy.verdict import READ_ONLY_SQLSTATE
@@ -86,6 +87,17 @@ class ServerCatalogFacts:
 PURE_ALLOW_REPLY = "+allow"
 
 
+def interrupt_taker(plpy: Any) -> Callable[[], None]:
+    """What a long parse runs between waits: PostgreSQL's own interrupt check."""
+
+    def let_postgres_take_interrupts() -> None:
+        # pg_sleep(0) runs CHECK_FOR_INTERRUPTS: a pending cancel or
+        # statement_timeout raises 57014 here, which the shim passes on.
+        plpy.execute(prepared(plpy, INTERRUPTS_QUERY, []))
+
+    return let_postgres_take_interrupts
+
+
 def decide_utility(
     statement: str, command_tag: str, server_reading: str | None, flags: int, plpy: Any
 ) -> str | None:
@@ -97,19 +109,13 @@ def decide_utility(
     Python-only mode has no shim to read the tree and passes NULL.
     """
     facts = ServerCatalogFacts(plpy)
-
-    def let_postgres_take_interrupts() -> None:
-        # pg_sleep(0) runs CHECK_FOR_INTERRUPTS: a pending cancel or
-        # statement_timeout raises 57014 here, which the shim passes on.
-        plpy.execute(prepared(plpy, INTERRUPTS_QUERY, []))
-
     verdict = decide_statement(
         statement,
         command_tag,
         PolicySettings.from_flags(flags),
         facts,
         server_reading=server_reading,
-        while_waiting=let_postgres_take_interrupts,
+        while_waiting=interrupt_taker(plpy),
     )
     reply = verdict.as_server_reply()
     if reply is None and server_reading is not None and not facts.read_relations:
@@ -313,11 +319,19 @@ def check(sql: str, role: str, plpy: Any) -> list[CheckRow]:
     allows, the function checks the shim applies when the plan starts, and
     the statements the called functions' bodies run (pysafe.policy.calls).
     """
+    if len(sql) > MAX_DECIDED_BYTES:
+        plpy.error(
+            f"the SQL given to pysafe.check() is longer than {MAX_DECIDED_BYTES // 1024} kB,"
+            " the most pysafe's policy reads",
+            hint="Check it in smaller parts; a restricted session's statement of this size"
+            " is refused unless it is a query, which takes the shim's fast path.",
+            sqlstate="54000",
+        )
     row = plpy.execute(plpy.prepare(CHECK_ROLE_QUERY, ["pg_catalog.name"]), [role])[0]
     settings = PolicySettings.from_flags(row["flags"])
     facts = ServerCatalogFacts(plpy)
     try:
-        results = decide_text(sql, settings, facts)
+        results = decide_text(sql, settings, facts, while_waiting=interrupt_taker(plpy))
     except StatementTooDeep:
         plpy.error(
             "the SQL given to pysafe.check() nests too deeply to check",
