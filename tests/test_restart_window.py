@@ -1,0 +1,96 @@
+"""Before the restart that preloads the shim, PostgreSQL 17+ sessions are already guarded.
+
+``install`` adds the extension everywhere and lists the shim in
+shared_preload_libraries, but the server loads it only at the restart.  On
+17 and newer the extension's ``pysafe_login`` event trigger calls a C
+function of the shim at every login, so each session loads the shim, and
+its hooks, for itself: a restricted session in that window meets the full
+checks, not a weaker mode.  (Before 17, ``pysafe.roles`` cannot even be
+set until the restart: the setting does not exist yet.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from pysafe.install import install
+from pysafe.localcluster import LocalCluster
+from tests.support import READ_ONLY_SQLSTATE, attempt_on
+
+WRITES = (
+    "INSERT INTO window_t VALUES (1)",
+    "SELECT lo_create(0)",
+    "SELECT nextval('window_seq')",
+    "CREATE TABLE window_made (x int)",
+)
+
+
+@pytest.fixture(scope="module")
+def unrestarted() -> Iterator[LocalCluster]:
+    """A cluster pysafe was installed on, not restarted since."""
+    cluster = LocalCluster(settings={"autovacuum": "off"}).start()
+    try:
+        if cluster.major < 17:
+            pytest.skip("login event triggers need PostgreSQL 17")
+        report = install(cluster.dsn(), cluster.pg_config)
+        assert report.restart_needed
+        with cluster.connect() as conn:
+            for statement in (
+                "CREATE ROLE reporting LOGIN",
+                "CREATE ROLE writer LOGIN",
+                "CREATE TABLE window_t (x int)",
+                "CREATE SEQUENCE window_seq",
+                "GRANT ALL ON window_t, window_seq TO reporting, writer",
+                "GRANT CREATE ON SCHEMA public TO reporting, writer",
+                "ALTER SYSTEM SET pysafe.roles = 'reporting'",
+                "SELECT pg_reload_conf()",
+            ):
+                conn.execute(statement)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def state(cluster: LocalCluster) -> tuple[object, ...]:
+    with cluster.connect() as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM window_t),"
+            " (SELECT count(*) FROM pg_largeobject_metadata),"
+            " (SELECT last_value FROM window_seq), to_regclass('window_made') IS NOT NULL,"
+            " current_setting('shared_preload_libraries')"
+        ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def test_restricted_sessions_meet_the_full_checks_before_the_restart(
+    unrestarted: LocalCluster,
+) -> None:
+    before = state(unrestarted)
+    assert "pysafe" not in str(before[-1]), "the shim is preloaded already"
+    with psycopg.connect(unrestarted.dsn("reporting"), autocommit=True) as conn:
+        shown = conn.execute("SHOW default_transaction_read_only").fetchone()
+        assert shown == ("on",)
+        for write in WRITES:
+            refusal = attempt_on(conn, write)
+            assert refusal is not None and refusal.sqlstate == READ_ONLY_SQLSTATE, (write, refusal)
+        # Switching read-only off and writing again: the shim's hooks still refuse.
+        refusal = attempt_on(conn, "SET default_transaction_read_only = off", WRITES[0])
+        assert refusal is not None and refusal.sqlstate == READ_ONLY_SQLSTATE, refusal
+    assert state(unrestarted) == before
+
+
+def test_unrestricted_sessions_write_before_the_restart(unrestarted: LocalCluster) -> None:
+    before = state(unrestarted)
+    with psycopg.connect(unrestarted.dsn("writer"), autocommit=True) as conn:
+        for write in WRITES:
+            assert attempt_on(conn, write) is None, write
+    after = state(unrestarted)
+    assert after[0] == int(str(before[0])) + 1 and after[1] == int(str(before[1])) + 1
+    assert after[3] is True
+    with unrestarted.connect() as conn:
+        conn.execute("DROP TABLE window_made")
+        conn.execute("SELECT lo_unlink(oid) FROM pg_largeobject_metadata")
