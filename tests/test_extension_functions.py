@@ -264,6 +264,51 @@ GRANT SELECT ON reset_view TO {READER};
     assert stats_reset_time(server) != reset_at
 
 
+# A plan that hands its filter to parallel workers, the leader only gathering.
+PARALLEL_SETTINGS = (
+    "SET parallel_setup_cost = 0",
+    "SET parallel_tuple_cost = 0",
+    "SET min_parallel_table_scan_size = 0",
+    "SET max_parallel_workers_per_gather = 2",
+    "SET parallel_leader_participation = off",
+)
+IN_A_WORKER = "SELECT count(*) FROM par_rows WHERE reset_in_worker()"
+
+
+def parallel_attempt(server: Server, user: str) -> Refusal | None:
+    with server.connect(user, DATABASE) as conn:
+        return attempt_on(conn, *PARALLEL_SETTINGS, IN_A_WORKER)
+
+
+def test_an_extension_writer_is_refused_inside_a_parallel_worker(
+    server: Server, extensions: dict[str, list[str]]
+) -> None:
+    """pg_stat_statements_reset() behind a PARALLEL SAFE wrapper in a scan's filter
+    runs in the workers, out of the leader's sight: the shim refuses it there."""
+    with server.connect(dbname=DATABASE) as conn:
+        conn.execute(
+            "CREATE TABLE par_rows AS SELECT g AS id FROM generate_series(1, 20000) g;"
+            f" GRANT SELECT ON par_rows TO {READER}; ANALYZE par_rows;"
+            " CREATE FUNCTION reset_in_worker() RETURNS boolean LANGUAGE plpgsql"
+            " VOLATILE PARALLEL SAFE AS"
+            " 'BEGIN PERFORM pg_stat_statements_reset(); RETURN true; END';"
+            f" GRANT EXECUTE ON FUNCTION reset_in_worker() TO {READER}"
+        )
+        for setting in PARALLEL_SETTINGS:
+            conn.execute(setting)
+        plan = "\n".join(str(row[0]) for row in conn.execute(f"EXPLAIN VERBOSE {IN_A_WORKER}"))
+    assert "Gather" in plan and "Parallel Seq Scan" in plan, plan
+    assert "Filter: reset_in_worker()" in plan, plan
+    reset_at = stats_reset_time(server)
+    outcome = parallel_attempt(server, READER)
+    assert outcome is not None and outcome.sqlstate == READ_ONLY_SQLSTATE, outcome
+    assert "pg_stat_statements_reset" in (outcome.detail or ""), outcome
+    assert stats_reset_time(server) == reset_at
+    # Control: the same query as a superuser resets from the workers.
+    assert parallel_attempt(server, "postgres") is None
+    assert stats_reset_time(server) != reset_at
+
+
 def test_block_all_c_functions_refuses_cleared_ones_too(
     settings: Server, extensions: dict[str, list[str]]
 ) -> None:
