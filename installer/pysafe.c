@@ -193,6 +193,9 @@ static bool restriction_cache_value = false;
 
 void		_PG_init(void);
 static bool check_cluster_setting(const char *name, GucSource source);
+
+/* Was the shim loaded with shared_preload_libraries, or later by one backend? */
+static bool loaded_at_server_start = false;
 extern PGDLLEXPORT void pysafe_session_start(void);
 
 /*
@@ -1877,10 +1880,20 @@ pysafe_fast_path_allows(PG_FUNCTION_ARGS)
  * are never restricted (the first thing session_is_restricted() settles), so
  * nothing here can keep them out.  The per-statement checks do not depend on
  * this.
+ *
+ * When the shim was not preloaded (between install and the restart), this
+ * call is what loaded it, after the startup options were applied.  The
+ * pysafe.* settings were placeholders then, so a client's "-c pysafe.roles=x"
+ * took the place of the configuration file's value, and defining the
+ * setting refused the client's value and left the built-in default: the
+ * session would run unrestricted.  So read the configuration files again
+ * first, as a reload does, and the DBA's values are the ones in force.
  */
 void
 pysafe_session_start(void)
 {
+	if (!loaded_at_server_start)
+		ProcessConfigFile(PGC_SIGHUP);
 	if (session_is_restricted())
 		keep_login_defaults();
 }
@@ -1919,6 +1932,7 @@ define_bool_setting(const char *name, const char *description, bool *variable,
 void
 _PG_init(void)
 {
+	loaded_at_server_start = process_shared_preload_libraries_in_progress;
 	DefineCustomStringVariable("pysafe.shim_build",
 							   "Which build of the shim this server loaded.",
 							   "Set at build time; install compares it with the build it placed.",

@@ -7,6 +7,10 @@ function of the shim at every login, so each session loads the shim, and
 its hooks, for itself: a restricted session in that window meets the full
 checks, not a weaker mode.  (Before 17, ``pysafe.roles`` cannot even be
 set until the restart: the setting does not exist yet.)
+
+The shim loads after the startup options are applied, while the pysafe.*
+settings are still placeholders a client may fill (``-c pysafe.roles=x``):
+the session must still run with the configuration file's values.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ def unrestarted() -> Iterator[LocalCluster]:
                 "GRANT ALL ON window_t, window_seq TO reporting, writer",
                 "GRANT CREATE ON SCHEMA public TO reporting, writer",
                 "ALTER SYSTEM SET pysafe.roles = 'reporting'",
+                "ALTER SYSTEM SET pysafe.block_all_c_functions = on",
                 "SELECT pg_reload_conf()",
             ):
                 conn.execute(statement)
@@ -80,6 +85,31 @@ def test_restricted_sessions_meet_the_full_checks_before_the_restart(
         # Switching read-only off and writing again: the shim's hooks still refuse.
         refusal = attempt_on(conn, "SET default_transaction_read_only = off", WRITES[0])
         assert refusal is not None and refusal.sqlstate == READ_ONLY_SQLSTATE, refusal
+    assert state(unrestarted) == before
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        "-c pysafe.roles=nobody",
+        "-c pysafe.force_read_only=off -c pysafe.block_dml=off -c pysafe.block_ddl=off",
+        "-c pysafe.block_all_c_functions=off -c default_transaction_read_only=off",
+    ],
+)
+def test_startup_options_cannot_lift_the_restriction_before_the_restart(
+    unrestarted: LocalCluster, options: str
+) -> None:
+    before = state(unrestarted)
+    with psycopg.connect(unrestarted.dsn("reporting", options=options), autocommit=True) as conn:
+        in_force = conn.execute(
+            "SELECT current_setting('pysafe.roles'), current_setting('pysafe.force_read_only'),"
+            " current_setting('pysafe.block_all_c_functions'),"
+            " current_setting('default_transaction_read_only')"
+        ).fetchone()
+        assert in_force == ("reporting", "on", "on", "on"), options
+        for write in WRITES:
+            refusal = attempt_on(conn, write)
+            assert refusal is not None and refusal.sqlstate == READ_ONLY_SQLSTATE, (write, refusal)
     assert state(unrestarted) == before
 
 
