@@ -19,6 +19,17 @@ REPO = Path(__file__).resolve().parent.parent
 RESTRICTED_ROLES_SETTING = 'reporting, "Report Team", nobody_here'
 READ_ONLY_SQLSTATE = "25006"
 
+# Session settings under which the planner hands even a small scan to two
+# parallel workers; add "SET parallel_leader_participation = off" to keep the
+# leader from running it too.
+PARALLEL_PLANS = (
+    "SET parallel_setup_cost = 0",
+    "SET parallel_tuple_cost = 0",
+    "SET min_parallel_table_scan_size = 0",
+    "SET max_parallel_workers_per_gather = 2",
+)
+WORKERS_ONLY = (*PARALLEL_PLANS, "SET parallel_leader_participation = off")
+
 # Every login role of the fixture; all but "writer" and the superusers are restricted.
 FIXTURE_SQL = """
 CREATE ROLE can_write NOLOGIN;

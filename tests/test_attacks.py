@@ -33,6 +33,7 @@ from pysafe.policy import messages
 from pysafe.policy.parsing import MAX_DECIDED_BYTES
 from tests.support import (
     READ_ONLY_SQLSTATE,
+    WORKERS_ONLY,
     Server,
     assert_each_refused,
     attempt_on,
@@ -41,13 +42,7 @@ from tests.support import (
 )
 
 INSERT = "INSERT INTO accounts VALUES (77, 1)"
-PARALLEL = (
-    "SET parallel_setup_cost = 0",
-    "SET parallel_tuple_cost = 0",
-    "SET min_parallel_table_scan_size = 0",
-    "SET max_parallel_workers_per_gather = 2",
-    "SET parallel_leader_participation = off",
-)
+PARALLEL = WORKERS_ONLY
 
 
 def scratch_path(name: str) -> Path:

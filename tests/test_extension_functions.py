@@ -29,6 +29,7 @@ from pysafe.policy.functions import null_argument_call
 from tests.support import (
     FINGERPRINT_FUNCTION,
     READ_ONLY_SQLSTATE,
+    WORKERS_ONLY,
     Refusal,
     Server,
     attempt_on,
@@ -264,20 +265,12 @@ GRANT SELECT ON reset_view TO {READER};
     assert stats_reset_time(server) != reset_at
 
 
-# A plan that hands its filter to parallel workers, the leader only gathering.
-PARALLEL_SETTINGS = (
-    "SET parallel_setup_cost = 0",
-    "SET parallel_tuple_cost = 0",
-    "SET min_parallel_table_scan_size = 0",
-    "SET max_parallel_workers_per_gather = 2",
-    "SET parallel_leader_participation = off",
-)
 IN_A_WORKER = "SELECT count(*) FROM par_rows WHERE reset_in_worker()"
 
 
 def parallel_attempt(server: Server, user: str) -> Refusal | None:
     with server.connect(user, DATABASE) as conn:
-        return attempt_on(conn, *PARALLEL_SETTINGS, IN_A_WORKER)
+        return attempt_on(conn, *WORKERS_ONLY, IN_A_WORKER)
 
 
 def test_an_extension_writer_is_refused_inside_a_parallel_worker(
@@ -294,7 +287,7 @@ def test_an_extension_writer_is_refused_inside_a_parallel_worker(
             " 'BEGIN PERFORM pg_stat_statements_reset(); RETURN true; END';"
             f" GRANT EXECUTE ON FUNCTION reset_in_worker() TO {READER}"
         )
-        for setting in PARALLEL_SETTINGS:
+        for setting in WORKERS_ONLY:
             conn.execute(setting)
         plan = "\n".join(str(row[0]) for row in conn.execute(f"EXPLAIN VERBOSE {IN_A_WORKER}"))
     assert "Gather" in plan and "Parallel Seq Scan" in plan, plan

@@ -16,6 +16,7 @@ import pytest
 
 from tests.support import (
     FINGERPRINT_FUNCTION,
+    PARALLEL_PLANS,
     READ_ONLY_SQLSTATE,
     REPO,
     Server,
@@ -28,12 +29,7 @@ from tests.support import (
 Key = tuple[str | None, str | None, str]
 
 OTHER_DB = "refusal_counts_db"
-PARALLEL = (
-    "SET parallel_setup_cost = 0",
-    "SET parallel_tuple_cost = 0",
-    "SET min_parallel_table_scan_size = 0",
-    "SET max_parallel_workers_per_gather = 2",
-)
+PARALLEL = PARALLEL_PLANS
 PARALLEL_FIXTURE = """
 CREATE TABLE refusal_par AS SELECT g AS id FROM generate_series(1, 20000) g;
 GRANT SELECT ON refusal_par TO can_write;
