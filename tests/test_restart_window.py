@@ -5,8 +5,9 @@ shared_preload_libraries, but the server loads it only at the restart.  On
 17 and newer the extension's ``pysafe_login`` event trigger calls a C
 function of the shim at every login, so each session loads the shim, and
 its hooks, for itself: a restricted session in that window meets the full
-checks, not a weaker mode.  (Before 17, ``pysafe.roles`` cannot even be
-set until the restart: the setting does not exist yet.)
+checks, not a weaker mode.  Before 17, ``pysafe.roles`` cannot even be
+set until the restart, unless ``install --session-preload`` listed
+pysafe_session, which loads the shim into each session the same late way.
 
 The shim loads after the startup options are applied, while the pysafe.*
 settings are still placeholders a client may fill (``-c pysafe.roles=x``):
@@ -124,3 +125,50 @@ def test_unrestricted_sessions_write_before_the_restart(unrestarted: LocalCluste
     with unrestarted.connect() as conn:
         conn.execute("DROP TABLE window_made")
         conn.execute("SELECT lo_unlink(oid) FROM pg_largeobject_metadata")
+
+
+@pytest.fixture(scope="module")
+def unrestarted_with_session_preload() -> Iterator[LocalCluster]:
+    """Before 17: install --session-preload, not restarted since."""
+    cluster = LocalCluster(settings={"autovacuum": "off"}).start()
+    try:
+        if cluster.major >= 17:
+            pytest.skip("the login trigger does this on 17+ (the tests above)")
+        report = install(cluster.dsn(), cluster.pg_config, session_preload=True)
+        assert report.restart_needed
+        with cluster.connect() as conn:
+            for statement in (
+                "CREATE ROLE reporting LOGIN",
+                "CREATE TABLE window_t (x int)",
+                "CREATE SEQUENCE window_seq",
+                "GRANT ALL ON window_t, window_seq TO reporting",
+                "GRANT CREATE ON SCHEMA public TO reporting",
+            ):
+                conn.execute(statement)
+        # A new session: pysafe_session.so has loaded the shim, so the setting exists.
+        with cluster.connect() as conn:
+            conn.execute("ALTER SYSTEM SET pysafe.roles = 'reporting'")
+            conn.execute("SELECT pg_reload_conf()")
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def test_before_17_session_preload_keeps_the_file_values_before_the_restart(
+    unrestarted_with_session_preload: LocalCluster,
+) -> None:
+    """pysafe_session.so loads the shim late too: the same re-reading applies."""
+    cluster = unrestarted_with_session_preload
+    before = state(cluster)
+    with psycopg.connect(
+        cluster.dsn("reporting", options="-c pysafe.roles=nobody"), autocommit=True
+    ) as conn:
+        in_force = conn.execute(
+            "SELECT current_setting('pysafe.roles'),"
+            " current_setting('default_transaction_read_only')"
+        ).fetchone()
+        assert in_force == ("reporting", "on")
+        for write in WRITES:
+            refusal = attempt_on(conn, write)
+            assert refusal is not None and refusal.sqlstate == READ_ONLY_SQLSTATE, (write, refusal)
+    assert state(cluster) == before
