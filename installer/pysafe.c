@@ -191,11 +191,11 @@ static bool restriction_cache_valid = false;
 static Oid	restriction_cache_user = InvalidOid;
 static bool restriction_cache_value = false;
 
-void		_PG_init(void);
-static bool check_cluster_setting(const char *name, GucSource source);
-
 /* Was the shim loaded with shared_preload_libraries, or later by one backend? */
 static bool loaded_at_server_start = false;
+
+void		_PG_init(void);
+static bool check_cluster_setting(const char *name, GucSource source);
 extern PGDLLEXPORT void pysafe_session_start(void);
 
 /*

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from tests.support import Server, attempt_on, run_psql
+from tests.support import PARALLEL_PLANS, Server, attempt_on, run_psql
 
 ALLOWED: list[tuple[str, tuple[str, ...]]] = [
     ("select", ("SELECT * FROM accounts",)),
@@ -115,13 +115,7 @@ def test_extended_protocol_reads_and_writes(server: Server) -> None:
 def test_parallel_query_plans_work(server: Server) -> None:
     """Parallel workers run under the leader's checks; reads through them work."""
     force = "debug_parallel_query" if server.cluster.major >= 16 else "force_parallel_mode"
-    setup = (
-        f"SET {force} = on",
-        "SET parallel_setup_cost = 0",
-        "SET parallel_tuple_cost = 0",
-        "SET min_parallel_table_scan_size = 0",
-        "SET max_parallel_workers_per_gather = 2",
-    )
+    setup = (f"SET {force} = on", *PARALLEL_PLANS)
     with server.connect("reporting") as conn:
         assert attempt_on(conn, *setup) is None
         plan = "\n".join(

@@ -42,7 +42,6 @@ from tests.support import (
 )
 
 INSERT = "INSERT INTO accounts VALUES (77, 1)"
-PARALLEL = WORKERS_ONLY
 
 
 def scratch_path(name: str) -> Path:
@@ -97,7 +96,7 @@ def parallel_objects(server: Server) -> Iterator[None]:
 def runs_in_a_worker(server: Server, call: str) -> None:
     """The plan really hands the call to a parallel worker."""
     with server.connect() as conn:
-        for setting in PARALLEL:
+        for setting in WORKERS_ONLY:
             conn.execute(setting)
         plan = "\n".join(
             str(row[0])
@@ -112,7 +111,7 @@ def test_parallel_worker_cannot_end_another_session(server: Server) -> None:
     with server.connect("writer") as victim:
         pid = victim.info.backend_pid
         with server.connect("reporting") as conn:
-            for setting in PARALLEL:
+            for setting in WORKERS_ONLY:
                 conn.execute(setting)
             refused_on(conn, f"SELECT par_terminate({pid}) FROM par_big WHERE id = 5")
             refused_on(conn, f"SELECT par_terminate({pid})")  # directly, too
@@ -121,7 +120,7 @@ def test_parallel_worker_cannot_end_another_session(server: Server) -> None:
     with server.connect("writer") as victim:
         pid = victim.info.backend_pid
         with server.connect("writer") as conn:
-            for setting in PARALLEL:
+            for setting in WORKERS_ONLY:
                 conn.execute(setting)
             row = conn.execute(f"SELECT par_terminate({pid}) FROM par_big WHERE id = 5")
             assert row.fetchone() == (True,)
@@ -133,14 +132,14 @@ def test_parallel_worker_cannot_call_untrusted_or_refused_functions(server: Serv
     runs_in_a_worker(server, f"par_write_file('{target}')")
     before = server.fingerprint()
     with server.connect("reporting") as conn:
-        for setting in PARALLEL:
+        for setting in WORKERS_ONLY:
             conn.execute(setting)
         refused_on(conn, f"SELECT par_write_file('{target}') FROM par_big WHERE id = 5")
         refused_on(conn, "SELECT par_lo() FROM par_big WHERE id = 5")
     assert not target.exists()
     assert server.fingerprint() == before
     with server.connect("writer") as conn:
-        for setting in PARALLEL:
+        for setting in WORKERS_ONLY:
             conn.execute(setting)
         conn.execute(f"SELECT par_write_file('{target}') FROM par_big WHERE id = 5").fetchall()
     assert target.read_text() == "escaped"
@@ -149,7 +148,7 @@ def test_parallel_worker_cannot_call_untrusted_or_refused_functions(server: Serv
 @pytest.mark.usefixtures("parallel_objects")
 def test_parallel_reads_still_work(server: Server) -> None:
     with server.connect("reporting") as conn:
-        for setting in PARALLEL:
+        for setting in WORKERS_ONLY:
             conn.execute(setting)
         plan = [str(r[0]) for r in conn.execute("EXPLAIN ANALYZE SELECT count(*) FROM par_big")]
         assert any("Workers Launched: 2" in line for line in plan), plan

@@ -29,7 +29,6 @@ from tests.support import (
 Key = tuple[str | None, str | None, str]
 
 OTHER_DB = "refusal_counts_db"
-PARALLEL = PARALLEL_PLANS
 PARALLEL_FIXTURE = """
 CREATE TABLE refusal_par AS SELECT g AS id FROM generate_series(1, 20000) g;
 GRANT SELECT ON refusal_par TO can_write;
@@ -187,7 +186,7 @@ def refusal_log_lines(server: Server, marker: str, expected: int, wait: float) -
 @pytest.mark.usefixtures("parallel_objects")
 @pytest.mark.parametrize("leader_participation", ["on", "off"])
 def test_a_parallel_query_counts_once(server: Server, leader_participation: str) -> None:
-    settings = (*PARALLEL, f"SET parallel_leader_participation = {leader_participation}")
+    settings = (*PARALLEL_PLANS, f"SET parallel_leader_participation = {leader_participation}")
     with server.connect() as conn:
         for setting in settings:
             conn.execute(setting)
