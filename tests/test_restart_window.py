@@ -86,6 +86,15 @@ def test_restricted_sessions_meet_the_full_checks_before_the_restart(
         # Switching read-only off and writing again: the shim's hooks still refuse.
         refusal = attempt_on(conn, "SET default_transaction_read_only = off", WRITES[0])
         assert refusal is not None and refusal.sqlstate == READ_ONLY_SQLSTATE, refusal
+        # Nor can the session lift its restriction once in: SET (the shim's veto),
+        # set_config() (PostgreSQL's own superuser-only check comes first).
+        for change in ("SET pysafe.roles = ''", "SELECT set_config('pysafe.roles', '', false)"):
+            refusal = attempt_on(conn, change)
+            assert refusal is not None and refusal.sqlstate in {"42501", READ_ONLY_SQLSTATE}, (
+                change,
+                refusal,
+            )
+        assert conn.execute("SHOW pysafe.roles").fetchone() == ("reporting",)
     assert state(unrestarted) == before
 
 
