@@ -127,7 +127,7 @@ static char *pysafe_shim_build = NULL;
  * pysafe.restrict() grants, so a superuser can restrict a role from SQL
  * without editing configuration files (the installer creates it).
  */
-#define RESTRICTED_GROUP	"pysafe_restricted"
+#define RESTRICTED_GROUP	PYSAFE_RESTRICTED_GROUP
 
 /* Settings */
 static char *pysafe_roles = NULL;
@@ -341,7 +341,12 @@ compute_session_restricted(Oid session_user)
 	bool		restricted = false;
 
 	/* No session user yet (backend start, background workers): nothing to restrict. */
-	if (!OidIsValid(session_user) || superuser_arg(session_user))
+	if (!OidIsValid(session_user))
+		return false;
+	/* A role dropped under its open session is a member of nothing: fail closed. */
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(session_user)))
+		return true;
+	if (superuser_arg(session_user))
 		return false;
 	if (role_is_or_joins(session_user, RESTRICTED_GROUP))
 		return true;
@@ -648,6 +653,41 @@ checks_apply(void)
 	return true;
 }
 
+/* session_is_restricted() for transitions.c. */
+bool
+pysafe_restricted_now(void)
+{
+	return session_is_restricted();
+}
+
+/* compute_session_restricted() for transitions.c: is this role restricted now? */
+bool
+pysafe_role_restricted(Oid role)
+{
+	return compute_session_restricted(role);
+}
+
+/* checks_apply() for transitions.c. */
+bool
+pysafe_checks_apply(void)
+{
+	return checks_apply();
+}
+
+/* record_refusal() for transitions.c. */
+void
+pysafe_record_refusal(const char *kind, const char *rule, const char *message)
+{
+	record_refusal(kind, rule, message);
+}
+
+/* refuse() for transitions.c. */
+void
+pysafe_refuse(const char *kind, const char *rule, const char *message, const char *detail)
+{
+	refuse(kind, rule, message, detail);
+}
+
 /* ---------------------------------------------------------------------
  * Settings guards (GUC check hooks)
  *
@@ -779,11 +819,18 @@ check_transaction_read_only_guarded(bool *newval, void **extra, GucSource source
 static bool
 check_session_authorization_guarded(char **newval, void **extra, GucSource source)
 {
-	if (session_authorization_locked() && restricted_for_setting_change())
+	/* A restricted login may not change its identity at all (transitions.c). */
+	if ((session_authorization_locked() && restricted_for_setting_change()) ||
+		pysafe_login_may_not_switch(source))
 		return refuse_setting_change("session_authorization",
 									 "cannot change session authorization in a read-only session");
-	return prev_check_session_authorization ?
-		prev_check_session_authorization(newval, extra, source) : true;
+	if (prev_check_session_authorization &&
+		!prev_check_session_authorization(newval, extra, source))
+		return false;
+	/* The assign hook locks a switch into a restricted role at once. */
+	if (pysafe_lock_session_authorization)
+		pysafe_note_identity_request(*newval);
+	return true;
 }
 
 /*
@@ -800,6 +847,14 @@ assign_session_authorization_guarded(const char *newval, void *extra)
 {
 	if (prev_assign_session_authorization)
 		prev_assign_session_authorization(newval, extra);
+
+	/*
+	 * Lock the identity from the statement that switched into it: an abort,
+	 * ROLLBACK TO SAVEPOINT or parser error may restore the login before any
+	 * hook runs, and guard_locked_identity() must already know the lock.
+	 */
+	if (pysafe_switched_into_restricted() && IsTransactionState())
+		note_locked_identity();
 	if (OidIsValid(locked_identity) && IsTransactionState())
 		guard_locked_identity();
 }
@@ -982,8 +1037,12 @@ check_plan_is_read_only(QueryDesc *queryDesc)
 static void
 pysafe_ExecutorStart(QueryDesc *queryDesc, int eflags)
 {
+	bool		checked;
+
+	pysafe_notice_transitions(true);
 	warn_unknown_listed_roles();
-	if (checks_apply() && !(eflags & EXEC_FLAG_EXPLAIN_ONLY))
+	checked = checks_apply();
+	if (checked && !(eflags & EXEC_FLAG_EXPLAIN_ONLY))
 	{
 		force_read_only();
 		check_plan_is_read_only(queryDesc);
@@ -992,6 +1051,8 @@ pysafe_ExecutorStart(QueryDesc *queryDesc, int eflags)
 		prev_ExecutorStart(queryDesc, eflags);
 	else
 		standard_ExecutorStart(queryDesc, eflags);
+	if (checked)
+		pysafe_note_checked_plan(queryDesc);	/* ExecutorRun runs no other */
 }
 
 /* ---------------------------------------------------------------------
@@ -1025,6 +1086,7 @@ check_function_allowed(Oid fn_oid, bool by_executor)
 static bool
 pysafe_needs_fmgr_hook(Oid fn_oid)
 {
+	pysafe_notice_transitions(false);
 	pysafe_record_call(fn_oid, false);	/* pysafe.check() describing a plan */
 	check_function_allowed(fn_oid, false);
 	return prev_needs_fmgr_hook ? prev_needs_fmgr_hook(fn_oid) : false;
@@ -1037,6 +1099,7 @@ pysafe_needs_fmgr_hook(Oid fn_oid)
 static void
 pysafe_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *private)
 {
+	pysafe_notice_transitions(false);
 	if (event == FHET_START)
 		check_function_allowed(flinfo->fn_oid, false);
 	if (prev_fmgr_hook)
@@ -1068,6 +1131,7 @@ static void
 pysafe_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 					 int subId, void *arg)
 {
+	pysafe_notice_transitions(false);
 	guard_locked_identity();
 	if (access == OAT_FUNCTION_EXECUTE)
 		pysafe_record_call(objectId, true);	/* pysafe.check() describing a plan */
@@ -1723,6 +1787,7 @@ pysafe_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 {
 	bool		temporary_write = false;
 
+	pysafe_notice_transitions(true);
 	guard_locked_identity();
 	warn_unknown_listed_roles();
 
@@ -1893,7 +1958,10 @@ void
 pysafe_session_start(void)
 {
 	if (!loaded_at_server_start)
+	{
 		ProcessConfigFile(PGC_SIGHUP);
+		pysafe_forget_watch();	/* what hooks saw before the DBA's values counts for nothing */
+	}
 	if (session_is_restricted())
 		keep_login_defaults();
 }
@@ -2007,4 +2075,5 @@ _PG_init(void)
 	object_access_hook = pysafe_object_access;
 	prev_ClientAuthentication = ClientAuthentication_hook;
 	ClientAuthentication_hook = pysafe_ClientAuthentication;
+	pysafe_transitions_init();	/* ExecutorRun_hook */
 }

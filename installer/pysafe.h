@@ -8,9 +8,14 @@
 #ifndef PYSAFE_H
 #define PYSAFE_H
 
+#include "executor/execdesc.h"
 #include "fmgr.h"
 #include "nodes/nodes.h"
+#include "utils/guc.h"
 #include "utils/tuplestore.h"
+
+/* The role pysafe.restrict() grants; always part of the restricted list. */
+#define PYSAFE_RESTRICTED_GROUP	"pysafe_restricted"
 
 /* reading.c: the canonical reading of a utility statement's parse tree. */
 extern char *pysafe_server_reading(Node *stmt);
@@ -22,6 +27,23 @@ extern bool pysafe_builtin_refused(Oid fn_oid, char *refusal, Size refusal_size)
 
 /* pysafe.c: the materialized result of a set-returning SQL function. */
 extern Tuplestorestate *pysafe_begin_set_result(FunctionCallInfo fcinfo, TupleDesc *desc);
+
+/* pysafe.c: the restriction and refusals, for transitions.c. */
+extern bool pysafe_restricted_now(void);
+extern bool pysafe_role_restricted(Oid role);
+extern bool pysafe_checks_apply(void);
+extern void pysafe_record_refusal(const char *kind, const char *rule, const char *message);
+extern void pysafe_refuse(const char *kind, const char *rule, const char *message,
+						  const char *detail);
+
+/* transitions.c: a session that becomes restricted while open is ended. */
+extern void pysafe_transitions_init(void);
+extern void pysafe_notice_transitions(bool may_reload);
+extern void pysafe_forget_watch(void);
+extern void pysafe_note_checked_plan(QueryDesc *queryDesc);
+extern bool pysafe_login_may_not_switch(GucSource source);
+extern void pysafe_note_identity_request(const char *role_name);
+extern bool pysafe_switched_into_restricted(void);
 
 /* calls.c: which functions a statement would call (pysafe.check()). */
 extern void pysafe_record_call(Oid fn_oid, bool by_executor);

@@ -32,16 +32,22 @@ def test_restrict_and_unrestrict_take_effect_for_open_sessions(
         assert conn_before is None
         [(message,)] = server.admin(f"SELECT pysafe.restrict('{newcomer}')")
         assert "newcomer > pysafe_restricted" in str(message)
-        # The open session obeys at its next statement, in this database ...
+        # The open session is ended at its next statement (it became restricted) ...
+        refusal = attempt_on(open_session, INSERT)
+        assert refusal is not None and refusal.sqlstate == READ_ONLY_SQLSTATE
+        assert "became restricted by pysafe while this session was open" in str(refusal.message)
+    with server.connect(newcomer) as open_session:
+        # ... a new one is restricted, and so is one in any other database.
         refusal = attempt_on(open_session, INSERT)
         assert refusal is not None and refusal.sqlstate == READ_ONLY_SQLSTATE
         attempt_on(open_session, "ROLLBACK")
-        # ... and a new one in any other database too.
         elsewhere = server.attempt(newcomer, "CREATE TEMP TABLE probe (x int)", dbname="template1")
         assert elsewhere is not None and elsewhere.sqlstate == READ_ONLY_SQLSTATE, elsewhere
+        # Unrestricted, the open session may write again from its next statement
+        # (its login's read-only default stays on until it is set off).
         [(message,)] = server.admin(f"SELECT pysafe.unrestrict('{newcomer}')")
         assert "no longer restricted" in str(message)
-        assert attempt_on(open_session, "BEGIN", INSERT, "ROLLBACK") is None
+        assert attempt_on(open_session, "BEGIN READ WRITE", INSERT, "ROLLBACK") is None
 
 
 def test_restrict_twice_is_harmless(server: Server, newcomer: str) -> None:

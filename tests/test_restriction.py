@@ -76,11 +76,18 @@ def test_set_session_authorization_from_superuser_login_is_restricted(server: Se
         assert row is not None and row[0] is False
 
 
+BECAME_RESTRICTED = "became restricted by pysafe while this session was open"
+
+
 def test_open_sessions_obey_a_new_list_at_their_next_statement(settings: Server) -> None:
+    """A session that becomes restricted while open is ended (tests/test_transitions.py)."""
     with settings.connect("writer") as conn:
         assert attempt_on(conn, "BEGIN", INSERT, "ROLLBACK") is None
         settings.set_settings(roles="writer")
-        settings.wait_for_setting("roles", "writer", conn)
+        refusal = attempt_on(conn, "SHOW pysafe.roles")
+        assert refusal is not None and refusal.sqlstate == "25006"
+        assert BECAME_RESTRICTED in (refusal.message or "")
+    with settings.connect("writer") as conn:
         refusal = attempt_on(conn, INSERT)
         assert refusal is not None and refusal.sqlstate == "25006"
     with settings.connect("reporting") as conn:
@@ -94,6 +101,10 @@ def test_membership_granted_later_takes_effect(server: Server) -> None:
         with server.connect("late_joiner") as conn:
             assert attempt_on(conn, "BEGIN", INSERT, "ROLLBACK") is None
             server.admin("GRANT reporting TO late_joiner")
+            refusal = attempt_on(conn, INSERT)
+            assert refusal is not None and refusal.sqlstate == "25006"
+            assert BECAME_RESTRICTED in (refusal.message or "")
+        with server.connect("late_joiner") as conn:
             refusal = attempt_on(conn, INSERT)
             assert refusal is not None and refusal.sqlstate == "25006"
     finally:

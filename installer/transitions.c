@@ -1,0 +1,344 @@
+/*-------------------------------------------------------------------------
+ *
+ * transitions.c
+ *		A session that becomes restricted while it is open is ended.
+ *
+ * A restriction made while a session is open (pysafe.restrict(), a reload
+ * of pysafe.roles, a GRANT of a restricted role, ALTER ROLE ... NOSUPERUSER,
+ * DROP ROLE) would otherwise reach only what the session starts afterwards.
+ * Work already under way was set up unchecked: an open transaction and the
+ * advisory locks it holds, prepared statements, cursors and WITH HOLD
+ * cursors, PL/pgSQL simple expressions whose functions were bound once.
+ * Checking each of those again is a list that never ends, so the session
+ * is ended instead (FATAL, 25006): the abort rolls back the open
+ * transaction, and ending the backend releases session locks, cursors and
+ * prepared statements.  The client reconnects and is restricted from its
+ * first statement.
+ *
+ * The check runs at the top of every pysafe hook while the session is
+ * watched: its session user was unrestricted at the last hook call.  It
+ * accepts invalidation messages there (a restriction made by another
+ * session is seen now, not at the next lock), and in the statement-level
+ * hooks it applies a pending reload of the configuration files, which
+ * PostgreSQL would apply only between client messages.  When nothing has
+ * changed that costs a few comparisons and one read of the shared
+ * invalidation queue's "has messages" flag.
+ *
+ * SET SESSION AUTHORIZATION into a restricted role is an identity switch,
+ * not a transition: applications do it on purpose.  For it, the ExecutorRun
+ * hook refuses to run a plan started while the session was unrestricted
+ * (an earlier cursor), since nothing in it was checked.
+ *
+ * The login's own answer (pysafe_ClientAuthentication) sets no watch: the
+ * first hook call does, so a session is never ended for what it was when
+ * it logged in.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/parallel.h"
+#include "access/xact.h"
+#include "executor/executor.h"
+#include "lib/ilist.h"
+#include "miscadmin.h"
+#include "postmaster/interrupt.h"
+#include "tcop/cmdtag.h"
+#include "tcop/utility.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+
+#include "pysafe.h"
+
+/*
+ * The session user the last hook call found unrestricted, with what it was
+ * then; InvalidOid when there is none.  It is kept while the session runs
+ * as another, restricted, identity: should the session come back to this
+ * one and find it restricted, it became restricted while open.
+ */
+static Oid	watched_user = InvalidOid;
+static bool watched_superuser = false;
+static NameData watched_name;
+
+/* Set while this file reloads the configuration: hooks reached meanwhile do nothing. */
+static bool reloading = false;
+
+static ExecutorRun_hook_type prev_ExecutorRun = NULL;
+
+/*
+ * The executor states started while the session was restricted, so checked
+ * by ExecutorStart.  Each entry lives in its state's query memory and
+ * leaves the list when that memory goes, at ExecutorEnd or at abort.
+ */
+typedef struct CheckedPlan
+{
+	dlist_node	node;
+	EState	   *estate;
+	MemoryContextCallback callback;
+} CheckedPlan;
+
+static dlist_head checked_plans = DLIST_STATIC_INIT(checked_plans);
+
+/*
+ * The role the last session_authorization check hook call asked for, and
+ * whether it is restricted; read (and cleared) by the assign hook that
+ * follows.  Looked up in the check hook because an assign hook must not
+ * fail.
+ */
+static Oid	requested_identity = InvalidOid;
+static bool requested_identity_restricted = false;
+
+/* Watch a session user found unrestricted, with what a transition's DETAIL needs. */
+static void
+watch(Oid user)
+{
+	const char *name = GetUserNameFromId(user, true);
+
+	watched_superuser = superuser_arg(user);
+	namestrcpy(&watched_name, name ? name : "");
+	watched_user = user;
+}
+
+/* Forget the watched user: the session starts again (a late-loaded shim's re-read settings). */
+void
+pysafe_forget_watch(void)
+{
+	watched_user = InvalidOid;
+}
+
+/* Is the role the named role, or a member of it at any depth? */
+static bool
+role_joins(Oid role, const char *name)
+{
+	Oid			group = get_role_oid(name, true);
+
+	return OidIsValid(group) && (group == role || is_member_of_role_nosuper(role, group));
+}
+
+/* Why the watched user is restricted now, for the DETAIL. */
+static const char *
+transition_reason(Oid user)
+{
+	bool		restricted_group;
+
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(user)))
+		return "Its role was dropped; pysafe treats a session whose role no longer exists as restricted.";
+	restricted_group = role_joins(user, PYSAFE_RESTRICTED_GROUP);
+	if (watched_superuser && !superuser_arg(user))
+		return restricted_group ?
+			"It is no longer a superuser, and it was restricted with pysafe.restrict(), directly or through membership." :
+			"It is no longer a superuser, and it is listed, directly or through membership, in pysafe.roles.";
+	return restricted_group ?
+		"It was restricted with pysafe.restrict(), directly or through membership." :
+		"It is now listed, directly or through membership, in pysafe.roles.";
+}
+
+/* End the session whose watched user became restricted; counted and logged as a refusal. */
+static void
+end_restricted_session(Oid user)
+{
+	const char *reason = transition_reason(user);
+	char	   *message;
+
+	message = psprintf("terminating connection: role \"%s\" became restricted by pysafe while this session was open",
+					   NameStr(watched_name));
+	pysafe_record_refusal("SESSION", "became_restricted", message);
+	ereport(FATAL,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+			 errmsg("%s", message),
+			 errdetail("%s Its open transaction is rolled back, and its cursors, prepared statements and locks are released.",
+					   reason),
+			 errhint("Reconnect: the new session is read-only from its first statement.")));
+}
+
+/*
+ * Apply a reload of the configuration files now, as autovacuum does inside
+ * a transaction: the values of files are not transactional, and a change
+ * to pysafe.roles must not wait for the next client message.
+ */
+static void
+reload_now(void)
+{
+	ConfigReloadPending = false;
+	reloading = true;
+	PG_TRY();
+	{
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+	PG_FINALLY();
+	{
+		reloading = false;
+	}
+	PG_END_TRY();
+}
+
+/*
+ * At the top of every hook: end the session if its session user was
+ * unrestricted at the last hook call and is restricted now.  may_reload in
+ * the statement-level hooks (ExecutorStart, ExecutorRun, ProcessUtility),
+ * never inside fmgr or object access, which can run in the middle of
+ * setting a value.  Parallel workers leave it to their leader.
+ */
+void
+pysafe_notice_transitions(bool may_reload)
+{
+	Oid			user;
+
+	if (reloading || !IsTransactionState() || IsParallelWorker())
+		return;
+	user = GetSessionUserId();
+	if (user != watched_user)
+	{
+		/* A new identity (the first hook call, SET SESSION AUTHORIZATION). */
+		if (OidIsValid(user) && !pysafe_restricted_now())
+			watch(user);
+		return;
+	}
+	if (may_reload && ConfigReloadPending)
+		reload_now();
+	AcceptInvalidationMessages();
+	if (pysafe_restricted_now())
+		end_restricted_session(user);
+}
+
+/* Memory callback: an executor state checked at its start is gone. */
+static void
+forget_checked_plan(void *arg)
+{
+	dlist_delete(&((CheckedPlan *) arg)->node);
+}
+
+/* ExecutorStart ran pysafe's checks on this plan (the session was restricted). */
+void
+pysafe_note_checked_plan(QueryDesc *queryDesc)
+{
+	EState	   *estate = queryDesc->estate;
+	CheckedPlan *entry;
+
+	if (estate == NULL)
+		return;
+	entry = MemoryContextAlloc(estate->es_query_cxt, sizeof(CheckedPlan));
+	entry->estate = estate;
+	entry->callback.func = forget_checked_plan;
+	entry->callback.arg = entry;
+	dlist_push_head(&checked_plans, &entry->node);
+	MemoryContextRegisterResetCallback(estate->es_query_cxt, &entry->callback);
+}
+
+/* Did ExecutorStart check this plan? */
+static bool
+plan_was_checked(QueryDesc *queryDesc)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &checked_plans)
+	{
+		if (dlist_container(CheckedPlan, node, iter.cur)->estate == queryDesc->estate)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * ExecutorRun hook.  FETCH, the protocol's Execute of an open portal and a
+ * WITH HOLD cursor's persisting at COMMIT run a plan started earlier, and
+ * pass no other hook first.  A restricted session runs only plans its
+ * restriction checked: one started before SET SESSION AUTHORIZATION
+ * switched into a restricted role is refused (its functions were bound
+ * unchecked).
+ */
+#if PG_VERSION_NUM >= 180000
+static void
+pysafe_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count)
+#else
+static void
+pysafe_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
+				   bool execute_once)
+#endif
+{
+	pysafe_notice_transitions(true);
+	if (pysafe_checks_apply() && !plan_was_checked(queryDesc))
+	{
+		const char *tag = GetCommandTagName(CreateCommandTag((Node *) queryDesc->plannedstmt));
+
+		pysafe_refuse(tag, "started_unrestricted",
+					  "cannot run a query started before this session became read-only",
+					  "The query was started while the session was unrestricted, before SET SESSION AUTHORIZATION switched to a restricted role; pysafe checked nothing in it.");
+	}
+#if PG_VERSION_NUM >= 180000
+	if (prev_ExecutorRun)
+		prev_ExecutorRun(queryDesc, direction, count);
+	else
+		standard_ExecutorRun(queryDesc, direction, count);
+#else
+	if (prev_ExecutorRun)
+		prev_ExecutorRun(queryDesc, direction, count, execute_once);
+	else
+		standard_ExecutorRun(queryDesc, direction, count, execute_once);
+#endif
+}
+
+/* Install the ExecutorRun hook (from _PG_init). */
+void
+pysafe_transitions_init(void)
+{
+	prev_ExecutorRun = ExecutorRun_hook;
+	ExecutorRun_hook = pysafe_ExecutorRun;
+}
+
+/*
+ * session_authorization's check hook, for a change from SET, set_config()
+ * or a function's SET clause (or a startup option): is the login
+ * restricted?  Then it may not change the session's identity at all, on
+ * every version (PostgreSQL 15 and older let a login that was a superuser
+ * when it connected switch to anyone, demoted since or not).
+ */
+bool
+pysafe_login_may_not_switch(GucSource source)
+{
+	Oid			login;
+
+	if (InitializingParallelWorker || !IsTransactionState() ||
+		(source != PGC_S_SESSION && source != PGC_S_CLIENT))
+		return false;
+	login = GetAuthenticatedUserId();
+	if (login == GetSessionUserId())
+		return pysafe_restricted_now();
+	return pysafe_role_restricted(login);
+}
+
+/*
+ * session_authorization's check hook, once the change passed: note the
+ * role asked for and whether it is restricted, for the assign hook.
+ */
+void
+pysafe_note_identity_request(const char *role_name)
+{
+	Oid			role;
+
+	requested_identity = InvalidOid;
+	if (role_name == NULL || InitializingParallelWorker || !IsTransactionState())
+		return;
+	role = get_role_oid(role_name, true);
+	requested_identity_restricted = OidIsValid(role) && pysafe_role_restricted(role);
+	requested_identity = role;
+}
+
+/*
+ * session_authorization's assign hook: has the session just switched into
+ * the restricted role its check hook looked up?  Resets and restores reach
+ * no check hook, so they never answer yes.
+ */
+bool
+pysafe_switched_into_restricted(void)
+{
+	bool		switched = OidIsValid(requested_identity) && requested_identity_restricted &&
+		GetSessionUserId() == requested_identity;
+
+	requested_identity = InvalidOid;
+	return switched;
+}
