@@ -359,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit.set_defaults(handler=run_server_command, outcome=audit_outcome)
     for name, text in (
-        ("restrict", "restrict a role cluster-wide from its next statement (superuser)"),
+        ("restrict", "restrict a role cluster-wide; its open sessions end (superuser)"),
         ("unrestrict", "undo restrict (superuser)"),
     ):
         sub = commands.add_parser(name, help=text)
