@@ -39,4 +39,24 @@ extern void pysafe_forget_verdicts(void);
 extern void pysafe_refusals_init(void);
 extern void pysafe_count_refusal(Oid database, Oid role, const char *rule);
 
+/* pysafe.c: what the guards of the other files share with the hooks. */
+extern bool pysafe_session_restricted(void);
+extern bool pysafe_session_restricted_cached(void);
+extern bool pysafe_restricted_for_setting_change(void);
+extern bool pysafe_refuse_setting_change(const char *name, const char *rule, const char *message);
+extern void pysafe_record_refusal(const char *kind, const char *rule, const char *message);
+extern void pysafe_refuse(const char *kind, const char *rule, const char *message,
+						  const char *detail);
+
+/* superuser_settings.c: guards of superuser-only and log-writing settings. */
+extern void pysafe_superuser_settings_init(void);
+extern void pysafe_guard_late_settings(void);
+
+/* log_guard.c: what reaches the server log (emit_log_hook). */
+extern void pysafe_log_guard_init(void);
+extern void pysafe_log_refusal_line(const char *object);
+
+/* snapshots.c: exported snapshot files of restricted sessions. */
+extern void pysafe_snapshots_init(void);
+
 #endif							/* PYSAFE_H */
