@@ -475,9 +475,7 @@ write_refusal_line(const char *role, const char *current_role, const char *datab
 	append_json_field(&line, "message", message);
 	append_json_field(&line, "statement", statement);
 	appendStringInfoChar(&line, '}');
-	ereport(LOG,
-			(errmsg("pysafe refusal: %s", line.data),
-			 errhidestmt(true), errhidecontext(true)));
+	pysafe_log_refusal_line(line.data);	/* log_guard.c: the only line with the marker */
 	pfree(line.data);
 }
 
@@ -522,6 +520,17 @@ refuse(const char *kind, const char *rule, const char *message, const char *deta
 			 errmsg("%s", message),
 			 detail ? errdetail("%s", detail) : 0,
 			 errhint("%s", restriction_hint())));
+}
+
+/*
+ * The last answer of session_is_restricted() for the current session user,
+ * without catalog lookups (false when there is none): for emit_log_hook,
+ * which must not fail.
+ */
+bool
+pysafe_session_restricted_cached(void)
+{
+	return restriction_cache_user == GetSessionUserId() && restriction_cache_value;
 }
 
 /* Make the current transaction read-only when force_read_only is on. */
@@ -633,6 +642,7 @@ checks_apply(void)
 	guard_locked_identity();
 	if (!session_is_restricted())
 		return false;
+	pysafe_guard_late_settings();	/* superuser_settings.c: once per backend */
 	if (!IsParallelWorker())
 	{
 		guard_superuser_role();
@@ -653,7 +663,7 @@ checks_apply(void)
 	return true;
 }
 
-/* session_is_restricted() for transitions.c. */
+/* session_is_restricted(), for the other files of the shim; needs a transaction for a fresh answer. */
 bool
 pysafe_restricted_now(void)
 {
@@ -667,21 +677,21 @@ pysafe_role_restricted(Oid role)
 	return compute_session_restricted(role);
 }
 
-/* checks_apply() for transitions.c. */
+/* checks_apply(), for the other files of the shim. */
 bool
 pysafe_checks_apply(void)
 {
 	return checks_apply();
 }
 
-/* record_refusal() for transitions.c. */
+/* record_refusal(), for the other files of the shim. */
 void
 pysafe_record_refusal(const char *kind, const char *rule, const char *message)
 {
 	record_refusal(kind, rule, message);
 }
 
-/* refuse() for transitions.c. */
+/* refuse(), for the other files of the shim. */
 void
 pysafe_refuse(const char *kind, const char *rule, const char *message, const char *detail)
 {
@@ -707,17 +717,31 @@ restricted_for_setting_change(void)
 	return !InitializingParallelWorker && IsTransactionState() && session_is_restricted();
 }
 
-/* Report a refused setting change from a check hook, with an audit line. */
-static bool
-refuse_setting_change(const char *name, const char *message)
+/* restricted_for_setting_change(), for the other files of the shim. */
+bool
+pysafe_restricted_for_setting_change(void)
+{
+	return restricted_for_setting_change();
+}
+
+/* Report a refused setting change from a check hook under a rule, with an audit line. */
+bool
+pysafe_refuse_setting_change(const char *name, const char *rule, const char *message)
 {
 	char		kind[NAMEDATALEN + 8];
 
 	snprintf(kind, sizeof(kind), "SET %s", name);
-	record_refusal(kind, "protected_settings", message);
+	record_refusal(kind, rule, message);
 	GUC_check_errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION);
 	GUC_check_errmsg("%s", message);
 	return false;
+}
+
+/* Report a refused setting change from a check hook, with an audit line. */
+static bool
+refuse_setting_change(const char *name, const char *message)
+{
+	return pysafe_refuse_setting_change(name, "protected_settings", message);
 }
 
 /*
@@ -2055,6 +2079,9 @@ _PG_init(void)
 #endif
 
 	guard_core_settings();
+	pysafe_superuser_settings_init();	/* every superuser-only and log-writing setting */
+	pysafe_log_guard_init();
+	pysafe_snapshots_init();
 
 	CacheRegisterSyscacheCallback(PROCOID, policy_function_invalidated, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHOID, policy_function_invalidated, (Datum) 0);

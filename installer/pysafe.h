@@ -28,7 +28,7 @@ extern bool pysafe_builtin_refused(Oid fn_oid, char *refusal, Size refusal_size)
 /* pysafe.c: the materialized result of a set-returning SQL function. */
 extern Tuplestorestate *pysafe_begin_set_result(FunctionCallInfo fcinfo, TupleDesc *desc);
 
-/* pysafe.c: the restriction and refusals, for transitions.c. */
+/* pysafe.c: the restriction and refusals, for the other files of the shim. */
 extern bool pysafe_restricted_now(void);
 extern bool pysafe_role_restricted(Oid role);
 extern bool pysafe_checks_apply(void);
@@ -60,5 +60,21 @@ extern void pysafe_forget_verdicts(void);
 /* refusals.c: refusal counts per database, role and rule, in shared memory. */
 extern void pysafe_refusals_init(void);
 extern void pysafe_count_refusal(Oid database, Oid role, const char *rule);
+
+/* pysafe.c: what the guards of the other files share with the hooks. */
+extern bool pysafe_session_restricted_cached(void);
+extern bool pysafe_restricted_for_setting_change(void);
+extern bool pysafe_refuse_setting_change(const char *name, const char *rule, const char *message);
+
+/* superuser_settings.c: guards of superuser-only and log-writing settings. */
+extern void pysafe_superuser_settings_init(void);
+extern void pysafe_guard_late_settings(void);
+
+/* log_guard.c: what reaches the server log (emit_log_hook). */
+extern void pysafe_log_guard_init(void);
+extern void pysafe_log_refusal_line(const char *object);
+
+/* snapshots.c: exported snapshot files of restricted sessions. */
+extern void pysafe_snapshots_init(void);
 
 #endif							/* PYSAFE_H */

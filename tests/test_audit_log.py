@@ -2,7 +2,8 @@
 
 The line's message is "pysafe refusal: " and a JSON object, whatever
 log_destination is: in jsonlog and csvlog it is the message field, a string,
-and the recipe docs/operations.md gives for jsonlog is run here as written.
+and the recipe docs/operations.md gives for jsonlog is run here as written
+(test_side_channels.py runs it after forged lines too).
 """
 
 from __future__ import annotations
@@ -87,10 +88,11 @@ def test_no_line_when_switched_off_or_unrestricted(settings: Server) -> None:
     assert refusal_lines(settings, marker) == []
 
 
-# docs/operations.md, "Refusals in the log": the jsonlog recipe, word for word.
+# docs/operations.md, "Collecting refusals": the jsonlog recipe, word for word.
 JQ_RECIPE = (
-    'select(.message | startswith("pysafe refusal: "))'
-    ' | {timestamp} + (.message | ltrimstr("pysafe refusal: ") | fromjson)'
+    'fromjson? | select(.error_severity == "LOG" and (.message | type) == "string"'
+    ' and (.message | startswith("pysafe refusal: ")))'
+    ' | {timestamp} + (.message | ltrimstr("pysafe refusal: ") | fromjson?)'
 )
 OPERATIONS_DOC = REPO / "docs" / "operations.md"
 CSVLOG_MESSAGE_COLUMN = 13  # 0-based; the csvlog columns of PostgreSQL 13 and later
@@ -164,11 +166,14 @@ def test_jsonlog_message_is_the_prefix_and_the_object(structured_logs: Server) -
 @pytest.mark.skipif(shutil.which("jq") is None, reason="needs jq (.ci/setup installs it)")
 def test_the_documented_jq_recipe_extracts_each_refusal(structured_logs: Server) -> None:
     marker = unique()
-    assert f"jq -c '{JQ_RECIPE}' \"$PGDATA\"/log/*.json" in OPERATIONS_DOC.read_text()
+    assert f"jq -R -c '{JQ_RECIPE}' \"$PGDATA\"/log/*.json" in OPERATIONS_DOC.read_text()
     structured_logs.assert_refused("reporting", f"CREATE TABLE jq_probe (x int) /* {marker} */")
     files = wait_for_text(structured_logs, "json", marker)
     done = subprocess.run(
-        ["jq", "-c", JQ_RECIPE, *map(str, files)], capture_output=True, text=True, check=True
+        ["jq", "-R", "-c", JQ_RECIPE, *map(str, files)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     records = [json.loads(line) for line in done.stdout.splitlines()]
     [record] = [r for r in records if marker in r["statement"]]

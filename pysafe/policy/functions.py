@@ -288,6 +288,7 @@ CLEARED_FUNCTIONS: tuple[FunctionReview, ...] = (
         "pg_stat_force_next_flush()",
         # Writes a snapshot file under pg_snapshots/ that lives until the
         # transaction ends; pg_dump -j needs it to read one consistent state.
+        # The shim keeps a restricted transaction to four (installer/snapshots.c).
         "pg_export_snapshot()",
         "pg_replication_origin_session_reset()",
         "pg_replication_origin_xact_reset()",
