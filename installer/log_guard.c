@@ -137,7 +137,12 @@ pysafe_emit_log(ErrorData *edata)
 		edata->message != NULL && strcmp(edata->message, own_line) == 0;
 
 	if (own)
+	{
 		own_line = NULL;		/* one message each */
+		/* A parser's error callback may have given it the position of a statement it does not show. */
+		edata->cursorpos = 0;
+		edata->internalpos = 0;
+	}
 	else
 	{
 		neutralize_field(&edata->message);
