@@ -46,6 +46,7 @@ typedef struct RecordedCall
 {
 	Oid			fn_oid;
 	bool		by_executor;	/* the executor announced it (object access) */
+	PysafeExplainState explain; /* whether a plain EXPLAIN described was planning or starting */
 } RecordedCall;
 
 /*
@@ -75,11 +76,16 @@ pysafe_record_call(Oid fn_oid, bool by_executor)
 	call = palloc(sizeof(RecordedCall));
 	call->fn_oid = fn_oid;
 	call->by_executor = by_executor;
+	call->explain = pysafe_explain_state();
 	recorded_calls = lappend(recorded_calls, call);
 	MemoryContextSwitchTo(old_context);
 }
 
-/* Start (and end) the executor on a plan in EXPLAIN-only mode, recording calls. */
+/*
+ * Start (and end) the executor on a plan in EXPLAIN-only mode, recording
+ * calls.  Unless a plain EXPLAIN is described, the start stands for a run:
+ * the checks judge it as one (explain.c).
+ */
 static void
 watch_executor_start(PlannedStmt *plan, const char *sql)
 {
@@ -88,6 +94,7 @@ watch_executor_start(PlannedStmt *plan, const char *sql)
 	query_desc = CreateQueryDesc(plan, sql, GetActiveSnapshot(), InvalidSnapshot,
 								 None_Receiver, NULL, NULL, 0);
 	collecting = true;
+	pysafe_explain_describe_run(pysafe_explain_state() == PYSAFE_RUNNING);
 	PG_TRY();
 	{
 		ExecutorStart(query_desc, EXEC_FLAG_EXPLAIN_ONLY);
@@ -95,6 +102,7 @@ watch_executor_start(PlannedStmt *plan, const char *sql)
 	PG_FINALLY();
 	{
 		collecting = false;
+		pysafe_explain_describe_run(false);
 	}
 	PG_END_TRY();
 	ExecutorEnd(query_desc);
@@ -143,7 +151,22 @@ static void watch_query(Query *query, const char *sql);
 static void
 watch_utility(Node *stmt, const char *sql)
 {
-	if (IsA(stmt, ExplainStmt) && IsA(((ExplainStmt *) stmt)->query, Query))
+	if (pysafe_is_plain_explain(stmt))
+	{
+		/* Planned and started as the server does a plain EXPLAIN. */
+		PysafeExplainState saved = pysafe_explain_set(PYSAFE_EXPLAIN_PLANNING);
+
+		PG_TRY();
+		{
+			watch_query((Query *) ((ExplainStmt *) stmt)->query, sql);
+		}
+		PG_FINALLY();
+		{
+			pysafe_explain_set(saved);
+		}
+		PG_END_TRY();
+	}
+	else if (IsA(stmt, ExplainStmt) && IsA(((ExplainStmt *) stmt)->query, Query))
 		watch_query((Query *) ((ExplainStmt *) stmt)->query, sql);
 	else if (IsA(stmt, DeclareCursorStmt) && IsA(((DeclareCursorStmt *) stmt)->query, Query))
 		watch_query((Query *) ((DeclareCursorStmt *) stmt)->query, sql);
@@ -223,14 +246,13 @@ pysafe_statement_calls(PG_FUNCTION_ARGS)
 	foreach(lc, recorded_calls)
 	{
 		RecordedCall *call = (RecordedCall *) lfirst(lc);
-		char		detail[NAMEDATALEN + MAXPGPATH + 128];
+		char		detail[PYSAFE_DETAIL_SIZE];
 		const char *rule = NULL;
-		bool		c_language;
 		Datum		values[3];
 		bool		nulls[3] = {false, false, false};
 		char		key[32];
 
-		snprintf(key, sizeof(key), "%u/%d", call->fn_oid, call->by_executor);
+		snprintf(key, sizeof(key), "%u/%d/%d", call->fn_oid, call->by_executor, (int) call->explain);
 		if (list_member(seen, makeString(key)))
 			continue;
 		seen = lappend(seen, makeString(pstrdup(key)));
@@ -238,12 +260,14 @@ pysafe_statement_calls(PG_FUNCTION_ARGS)
 		if (call->fn_oid < FirstGenbkiObjectId)
 		{
 			/* The executor announces built-ins; fmgr binds are not checked. */
-			if (call->by_executor && pysafe_builtin_refused(call->fn_oid, detail, sizeof(detail)))
+			if (call->by_executor &&
+				pysafe_builtin_refused(call->fn_oid, call->explain, detail, sizeof(detail)))
 				rule = "builtin_functions";
 		}
-		else if (pysafe_function_may_write(call->fn_oid, block_all_c, call->by_executor,
-										   &c_language, detail, sizeof(detail)))
-			rule = c_language ? "c_functions" : "untrusted_functions";
+		else
+			rule = pysafe_rule_name(pysafe_function_rule(call->fn_oid, block_all_c,
+														 call->by_executor, call->explain,
+														 detail, sizeof(detail)));
 		if (rule == NULL && call->fn_oid < FirstGenbkiObjectId)
 			continue;
 		values[0] = ObjectIdGetDatum(call->fn_oid);
@@ -268,19 +292,18 @@ pysafe_function_refusal(PG_FUNCTION_ARGS)
 {
 	Oid			fn_oid = PG_GETARG_OID(0);
 	bool		block_all_c = PG_GETARG_BOOL(1);
-	char		detail[NAMEDATALEN + MAXPGPATH + 128];
+	char		detail[PYSAFE_DETAIL_SIZE];
 	const char *rule = NULL;
-	bool		c_language;
 	Datum		parts[2];
 
 	if (fn_oid < FirstGenbkiObjectId)
 	{
-		if (pysafe_builtin_refused(fn_oid, detail, sizeof(detail)))
+		if (pysafe_builtin_refused(fn_oid, PYSAFE_RUNNING, detail, sizeof(detail)))
 			rule = "builtin_functions";
 	}
-	else if (pysafe_function_may_write(fn_oid, block_all_c, true, &c_language,
-									   detail, sizeof(detail)))
-		rule = c_language ? "c_functions" : "untrusted_functions";
+	else
+		rule = pysafe_rule_name(pysafe_function_rule(fn_oid, block_all_c, true, PYSAFE_RUNNING,
+													 detail, sizeof(detail)));
 	if (rule == NULL)
 		PG_RETURN_NULL();
 	parts[0] = CStringGetTextDatum(rule);

@@ -12,7 +12,18 @@
  *	refused_builtins	"OID signature" of each built-in the review refuses,
  *						and of each volatile built-in it has not reviewed;
  *	cleared_c_functions	"library symbol" of each extension C function the
- *						review clears although it is volatile.
+ *						review clears although it is volatile;
+ *	refused_c_functions	"library symbol" of each extension C function the
+ *						review refuses, whatever its declared volatility.
+ *
+ * Functions are judged by the code they run, not by their name or label:
+ * an internal-language function by the built-in its prosrc names, a C
+ * function by its library and symbol, so a superuser's alias of a writer
+ * (CREATE FUNCTION ... LANGUAGE internal STABLE AS 'pg_current_xact_id')
+ * is refused like the writer.  Functions in untrusted languages are refused
+ * whatever their volatility, unless a superuser cleared them with a
+ * security label of provider "pysafe" ('cleared: <reason>'), or they are
+ * pysafe's own (members of the pysafe extension owned by a superuser).
  *
  * Without the first file every volatile built-in is refused; without the
  * second every volatile C function is (fail closed).  Nothing here decides
@@ -24,9 +35,13 @@
 
 #include "access/htup_details.h"
 #include "access/transam.h"
+#include "catalog/dependency.h"
+#include "catalog/objectaddress.h"
 #include "catalog/pg_language.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "commands/seclabel.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
 #include "utils/builtins.h"
@@ -46,10 +61,23 @@ static bool refused_file_found = false;
 static Oid *refused_oids = NULL;
 static int	refused_count = 0;
 
-/* The cleared extension functions as sorted "library symbol" strings. */
-static bool cleared_loaded = false;
-static char **cleared_entries = NULL;
-static int	cleared_count = 0;
+/* "library symbol" strings of one review file, sorted; read on first use. */
+typedef struct SymbolList
+{
+	const char *file_name;
+	bool		loaded;
+	char	  **entries;
+	int			count;
+	int			capacity;
+} SymbolList;
+
+/* The extension functions the review clears although volatile, and those it refuses. */
+static SymbolList cleared_c = {"cleared_c_functions"};
+static SymbolList refused_c = {"refused_c_functions"};
+
+/* The security label provider, and the form of its one label. */
+#define LABEL_PROVIDER "pysafe"
+#define CLEARED_PREFIX "cleared:"
 
 /* Where the installer writes a review file (pysafe/install/function_review.py). */
 static void
@@ -83,7 +111,7 @@ compare_strings(const void *a, const void *b)
  * Comment lines ('#') and lines over 1 kB are never the entries callers want.
  */
 static bool
-read_review_file(const char *name, void (*take_line) (char *line))
+read_review_file(const char *name, void (*take_line) (char *line, void *into), void *into)
 {
 	char		path[MAXPGPATH];
 	char		line[1024];
@@ -97,7 +125,7 @@ read_review_file(const char *name, void (*take_line) (char *line))
 	{
 		line[strcspn(line, "\r\n")] = '\0';
 		if (line[0] != '#')
-			take_line(line);
+			take_line(line, into);
 	}
 	FreeFile(file);
 	return true;
@@ -105,7 +133,7 @@ read_review_file(const char *name, void (*take_line) (char *line))
 
 /* Keep the OID of an "OID signature" line of refused_builtins. */
 static void
-take_refused_builtin(char *line)
+take_refused_builtin(char *line, void *into)
 {
 	static int	capacity = 0;
 	char	   *end;
@@ -123,22 +151,22 @@ take_refused_builtin(char *line)
 	refused_oids[refused_count++] = (Oid) oid;
 }
 
-/* Keep a "library symbol" line of cleared_c_functions. */
+/* Keep a "library symbol" line of cleared_c_functions or refused_c_functions. */
 static void
-take_cleared_c_function(char *line)
+take_c_function(char *line, void *into)
 {
-	static int	capacity = 0;
+	SymbolList *list = (SymbolList *) into;
 
 	if (strchr(line, ' ') == NULL)
 		return;					/* anything unexpected */
-	if (cleared_count == capacity)
+	if (list->count == list->capacity)
 	{
-		capacity = capacity == 0 ? 128 : capacity * 2;
-		cleared_entries = cleared_entries == NULL ?
-			MemoryContextAlloc(TopMemoryContext, capacity * sizeof(char *)) :
-			repalloc(cleared_entries, capacity * sizeof(char *));
+		list->capacity = list->capacity == 0 ? 128 : list->capacity * 2;
+		list->entries = list->entries == NULL ?
+			MemoryContextAlloc(TopMemoryContext, list->capacity * sizeof(char *)) :
+			repalloc(list->entries, list->capacity * sizeof(char *));
 	}
-	cleared_entries[cleared_count++] = MemoryContextStrdup(TopMemoryContext, line);
+	list->entries[list->count++] = MemoryContextStrdup(TopMemoryContext, line);
 }
 
 /* Read the refused built-ins' OIDs into a sorted array. */
@@ -146,19 +174,32 @@ static void
 load_refused_builtins(void)
 {
 	refused_loaded = true;
-	refused_file_found = read_review_file("refused_builtins", take_refused_builtin);
+	refused_file_found = read_review_file("refused_builtins", take_refused_builtin, NULL);
 	if (refused_count > 0)
 		qsort(refused_oids, refused_count, sizeof(Oid), compare_oids);
 }
 
-/* Read the cleared extension functions into a sorted array. */
-static void
-load_cleared_c_functions(void)
+/* Is "library symbol" in the list (read into a sorted array on first use)? */
+static bool
+symbol_listed(SymbolList *list, const char *library, const char *symbol)
 {
-	cleared_loaded = true;
-	read_review_file("cleared_c_functions", take_cleared_c_function);
-	if (cleared_count > 0)
-		qsort(cleared_entries, cleared_count, sizeof(char *), compare_strings);
+	char	   *key;
+	bool		listed;
+
+	if (!list->loaded)
+	{
+		list->loaded = true;
+		read_review_file(list->file_name, take_c_function, list);
+		if (list->count > 0)
+			qsort(list->entries, list->count, sizeof(char *), compare_strings);
+	}
+	if (list->count == 0)
+		return false;
+	key = psprintf("%s %s", library, symbol);
+	listed = bsearch(&key, list->entries, list->count, sizeof(char *),
+					 compare_strings) != NULL;
+	pfree(key);
+	return listed;
 }
 
 /*
@@ -186,39 +227,135 @@ library_in_libdir(const char *probin)
 	return library;
 }
 
+/*
+ * The library's last path component, without any ".so" suffix: how the
+ * refused pairs are matched, so an absolute path to a reviewed library
+ * ("/usr/lib/postgresql/15/lib/dblink.so") cannot hide a refused symbol.
+ */
+static char *
+library_base_name(const char *probin)
+{
+	const char *slash = strrchr(probin, '/');
+	char	   *library = pstrdup(slash ? slash + 1 : probin);
+	size_t		suffix_length = strlen(DLSUFFIX);
+	size_t		length = strlen(library);
+
+	if (length > suffix_length && strcmp(library + length - suffix_length, DLSUFFIX) == 0)
+		library[length - suffix_length] = '\0';
+	return library;
+}
+
+/* A text column of a pg_proc row as a C string; NULL if null. */
+static char *
+proc_text(HeapTuple proc_tuple, AttrNumber attribute)
+{
+	bool		isnull;
+	Datum		value = SysCacheGetAttr(PROCOID, proc_tuple, attribute, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(value);
+}
+
+/*
+ * Does the extension review refuse this C function's library and symbol?
+ * On true, *refusal says which it runs.
+ */
+static bool
+c_function_refused(HeapTuple proc_tuple, char *refusal, Size refusal_size)
+{
+	char	   *probin = proc_text(proc_tuple, Anum_pg_proc_probin);
+	char	   *symbol = proc_text(proc_tuple, Anum_pg_proc_prosrc);
+	char	   *library;
+	bool		refused;
+
+	if (probin == NULL || symbol == NULL)
+		return false;
+	library = library_base_name(probin);
+	refused = symbol_listed(&refused_c, library, symbol);
+	if (refused)
+		snprintf(refusal, refusal_size,
+				 "Function %s runs %s of library %s, which pysafe's extension review refuses (pysafe/policy/extension_functions.py), whatever its volatility; it is C-language.",
+				 NameStr(((Form_pg_proc) GETSTRUCT(proc_tuple))->proname), symbol, library);
+	return refused;
+}
+
 /* Does the review clear this C function (its library and symbol are listed)? */
 static bool
 c_function_cleared(HeapTuple proc_tuple)
 {
-	Datum		probin;
-	Datum		prosrc;
-	bool		isnull;
+	char	   *probin = proc_text(proc_tuple, Anum_pg_proc_probin);
+	char	   *symbol = proc_text(proc_tuple, Anum_pg_proc_prosrc);
 	char	   *library;
-	char	   *symbol;
-	char	   *key;
-	bool		cleared;
 
-	if (!cleared_loaded)
-		load_cleared_c_functions();
-	if (cleared_count == 0)
+	if (probin == NULL || symbol == NULL)
 		return false;
-	probin = SysCacheGetAttr(PROCOID, proc_tuple, Anum_pg_proc_probin, &isnull);
-	if (isnull)
+	library = library_in_libdir(probin);
+	return library != NULL && symbol_listed(&cleared_c, library, symbol);
+}
+
+/*
+ * Does the built-in review refuse the entry point of this internal-language
+ * function that is not itself a built-in (a superuser's alias: CREATE
+ * FUNCTION current_txid() ... LANGUAGE internal AS 'pg_current_xact_id')?
+ * Its prosrc names the built-in C function fmgr runs; the review of the
+ * built-in with that entry point applies, whatever the alias's name or
+ * volatility.  On true, *refusal names both.
+ */
+static bool
+internal_entry_point_refused(HeapTuple proc_tuple, char *refusal, Size refusal_size)
+{
+	char	   *prosrc = proc_text(proc_tuple, Anum_pg_proc_prosrc);
+	Oid			builtin;
+	char		detail[PYSAFE_DETAIL_SIZE];
+
+	if (prosrc == NULL)
 		return false;
-	prosrc = SysCacheGetAttr(PROCOID, proc_tuple, Anum_pg_proc_prosrc, &isnull);
-	if (isnull)
+	builtin = fmgr_internal_function(prosrc);
+	if (!OidIsValid(builtin))
+		return false;			/* fmgr itself refuses an unknown entry point */
+	if (!pysafe_builtin_refused(builtin, PYSAFE_RUNNING, detail, sizeof(detail)))
 		return false;
-	library = library_in_libdir(TextDatumGetCString(probin));
-	if (library == NULL)
+	snprintf(refusal, refusal_size, "Function %s runs built-in %s: %s",
+			 NameStr(((Form_pg_proc) GETSTRUCT(proc_tuple))->proname), prosrc, detail);
+	return true;
+}
+
+/* Is the label one the provider accepts: "cleared: <reason>", with a reason? */
+static bool
+label_is_clearance(const char *label)
+{
+	const char *reason;
+
+	if (strncmp(label, CLEARED_PREFIX, strlen(CLEARED_PREFIX)) != 0)
 		return false;
-	symbol = TextDatumGetCString(prosrc);
-	key = psprintf("%s %s", library, symbol);
-	cleared = bsearch(&key, cleared_entries, cleared_count, sizeof(char *),
-					  compare_strings) != NULL;
-	pfree(key);
-	pfree(symbol);
-	pfree(library);
-	return cleared;
+	for (reason = label + strlen(CLEARED_PREFIX); *reason == ' '; reason++)
+		;
+	return *reason != '\0';
+}
+
+/*
+ * Is this function in an untrusted language cleared to run in restricted
+ * sessions: pysafe's own (a member of the pysafe extension, owned by a
+ * superuser), or labelled 'cleared: <reason>' by a superuser (the label
+ * provider accepts no one else)?  Two catalog reads; untrusted functions
+ * are rare in restricted sessions' statements.
+ */
+static bool
+untrusted_function_cleared(Oid fn_oid, Form_pg_proc proc)
+{
+	Oid			extension = getExtensionOfObject(ProcedureRelationId, fn_oid);
+	ObjectAddress address;
+	char	   *label;
+
+	if (OidIsValid(extension) && superuser_arg(proc->proowner))
+	{
+		char	   *name = get_extension_name(extension);
+
+		if (name != NULL && strcmp(name, "pysafe") == 0)
+			return true;
+	}
+	ObjectAddressSet(address, ProcedureRelationId, fn_oid);
+	label = GetSecurityLabel(&address, LABEL_PROVIDER);
+	return label != NULL && label_is_clearance(label);
 }
 
 /*
@@ -262,13 +399,40 @@ language_is_trusted(Oid langoid)
 	return trusted;
 }
 
+/* The rule's name in refusal counts and log lines. */
+const char *
+pysafe_rule_name(PysafeFunctionRule rule)
+{
+	switch (rule)
+	{
+		case PYSAFE_RULE_C_FUNCTIONS:
+			return "c_functions";
+		case PYSAFE_RULE_UNTRUSTED_FUNCTIONS:
+			return "untrusted_functions";
+		case PYSAFE_RULE_BUILTIN_FUNCTIONS:
+			return "builtin_functions";
+		default:
+			return NULL;
+	}
+}
+
 /*
- * May this function have side effects?  A volatile C-language (or
- * non-built-in internal) function may, unless the extension review clears
- * it; under block_all_c_functions every C function counts.  A volatile
- * function in an untrusted language may too.  by_executor says who asks
- * (see judged_call()).  On true, *refusal describes the function and
- * *c_language says which rule it fell under.
+ * Which rule refuses this function, judged by the code it runs?
+ *
+ * - internal language (not a built-in): the built-in review of the entry
+ *   point prosrc names, whatever the function's volatility;
+ * - C: refused if the extension review refuses its library and symbol,
+ *   whatever its volatility; otherwise if volatile, unless the review
+ *   clears it; under block_all_c_functions every C and internal function;
+ * - untrusted languages: refused whatever the volatility, unless cleared
+ *   (untrusted_function_cleared());
+ * - trusted languages: never (their statements meet every check).
+ *
+ * by_executor says who asks (see judged_call()).  While a plain EXPLAIN
+ * plans or starts its plan (explain), a refused function declared volatile
+ * is PYSAFE_FUNCTION_DEFERRED: nothing calls it then, and the caller binds
+ * it through fmgr's wrapper, whose start checks it in full (explain.c).
+ * On a rule, *refusal describes the function.
  *
  * Built-in functions are left to pysafe_builtin_refused(): the executor
  * announces them.  They reach this check only when the planner asks whether
@@ -276,50 +440,70 @@ language_is_trusted(Oid langoid)
  * judging them here by the C-language rule refused cleared ones such as
  * pg_lock_status() behind pg_locks.
  */
-bool
-pysafe_function_may_write(Oid fn_oid, bool block_all_c, bool by_executor,
-						  bool *c_language, char *refusal, Size refusal_size)
+PysafeFunctionRule
+pysafe_function_rule(Oid fn_oid, bool block_all_c, bool by_executor,
+					 PysafeExplainState explain, char *refusal, Size refusal_size)
 {
 	HeapTuple	tuple;
 	Form_pg_proc proc;
-	bool		blocked = false;
+	bool		volatile_function;
+	PysafeFunctionRule rule = PYSAFE_FUNCTION_ALLOWED;
 
-	*c_language = false;
 	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn_oid));
 	if (!HeapTupleIsValid(tuple))
-		return false;			/* fmgr itself reports the missing function */
+		return PYSAFE_FUNCTION_ALLOWED; /* fmgr itself reports the missing function */
 	proc = (Form_pg_proc) GETSTRUCT(tuple);
+	volatile_function = proc->provolatile == PROVOLATILE_VOLATILE;
 
 	if (fn_oid < FirstGenbkiObjectId && proc->prolang == INTERNALlanguageId)
 		;						/* built-in: the review decides (see above) */
-	else if (judged_call(proc, by_executor))
+	else if (!judged_call(proc, by_executor))
+		;
+	else if (proc->prolang == INTERNALlanguageId)
 	{
-		*c_language = proc->prolang == ClanguageId ||
-			proc->prolang == INTERNALlanguageId;
-		if (*c_language)
-			blocked = block_all_c ||
-				(proc->provolatile == PROVOLATILE_VOLATILE &&
-				 !(proc->prolang == ClanguageId && c_function_cleared(tuple)));
-		else
-			blocked = proc->provolatile == PROVOLATILE_VOLATILE &&
-				!language_is_trusted(proc->prolang);
+		if (internal_entry_point_refused(tuple, refusal, refusal_size))
+			rule = PYSAFE_RULE_BUILTIN_FUNCTIONS;
+		else if (block_all_c)
+		{
+			rule = PYSAFE_RULE_C_FUNCTIONS;
+			snprintf(refusal, refusal_size, "Function %s is %sC-language.",
+					 NameStr(proc->proname), volatile_function ? "volatile and " : "");
+		}
 	}
-	if (blocked)
-		snprintf(refusal, refusal_size, "Function %s is %s%s-language.",
-				 NameStr(proc->proname),
-				 proc->provolatile == PROVOLATILE_VOLATILE ? "volatile and " : "",
-				 *c_language ? "C" : "untrusted");
+	else if (proc->prolang == ClanguageId)
+	{
+		if (c_function_refused(tuple, refusal, refusal_size))
+			rule = PYSAFE_RULE_C_FUNCTIONS;
+		else if (block_all_c || (volatile_function && !c_function_cleared(tuple)))
+		{
+			rule = PYSAFE_RULE_C_FUNCTIONS;
+			snprintf(refusal, refusal_size, "Function %s is %sC-language.",
+					 NameStr(proc->proname), volatile_function ? "volatile and " : "");
+		}
+	}
+	else if (!language_is_trusted(proc->prolang) &&
+			 !untrusted_function_cleared(fn_oid, proc))
+	{
+		rule = PYSAFE_RULE_UNTRUSTED_FUNCTIONS;
+		snprintf(refusal, refusal_size,
+				 "Function %s is %suntrusted-language, and no superuser cleared it (SECURITY LABEL FOR pysafe ... IS 'cleared: <reason>').",
+				 NameStr(proc->proname), volatile_function ? "volatile and " : "");
+	}
+	if (rule != PYSAFE_FUNCTION_ALLOWED && volatile_function && explain != PYSAFE_RUNNING)
+		rule = PYSAFE_FUNCTION_DEFERRED;
 	ReleaseSysCache(tuple);
-	return blocked;
+	return rule;
 }
 
 /*
  * Does the review refuse this built-in (a writer, or a volatile one it has
- * not reviewed)?  One binary search, no catalog lookup.  On true, *refusal
- * says why.
+ * not reviewed)?  One binary search, no catalog lookup.  While the
+ * EXPLAIN-only start of a plan that evaluates nothing runs (explain.c),
+ * a volatile one is announced but cannot be called, and is let through.
+ * On true, *refusal says why.
  */
 bool
-pysafe_builtin_refused(Oid fn_oid, char *refusal, Size refusal_size)
+pysafe_builtin_refused(Oid fn_oid, PysafeExplainState explain, char *refusal, Size refusal_size)
 {
 	char		path[MAXPGPATH];
 
@@ -331,16 +515,48 @@ pysafe_builtin_refused(Oid fn_oid, char *refusal, Size refusal_size)
 	{
 		if (bsearch(&fn_oid, refused_oids, refused_count, sizeof(Oid), compare_oids) == NULL)
 			return false;
+		if (explain == PYSAFE_EXPLAIN_STARTING && func_volatile(fn_oid) == PROVOLATILE_VOLATILE)
+			return false;
 		snprintf(refusal, refusal_size,
 				 "%s is a volatile built-in function that pysafe's review does not clear (pysafe/policy/functions.py).",
 				 get_func_name(fn_oid));
 		return true;
 	}
-	if (func_volatile(fn_oid) != PROVOLATILE_VOLATILE)
+	if (func_volatile(fn_oid) != PROVOLATILE_VOLATILE || explain == PYSAFE_EXPLAIN_STARTING)
 		return false;
 	review_file_path(path, "refused_builtins");
 	snprintf(refusal, refusal_size,
 			 "%s is a volatile built-in function, and the list of refused ones (%s) is missing; a superuser should run \"python -m pysafe install\".",
 			 get_func_name(fn_oid), path);
 	return true;
+}
+
+/*
+ * The security label provider's hook: only a superuser may label, only a
+ * function (or procedure), and only with the clearance the function checks
+ * read, 'cleared: <reason>'; a NULL label takes a clearance away.
+ */
+static void
+pysafe_relabel(const ObjectAddress *object, const char *seclabel)
+{
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only superusers may set pysafe security labels")));
+	if (object->classId != ProcedureRelationId || object->objectSubId != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("pysafe security labels apply to functions and procedures only")));
+	if (seclabel != NULL && !label_is_clearance(seclabel))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a pysafe security label must read \"cleared: <reason>\""),
+				 errhint("The reason says who reviewed the function and why it writes nothing.")));
+}
+
+/* Load time: register the security label provider "pysafe". */
+void
+pysafe_functions_init(void)
+{
+	register_label_provider(LABEL_PROVIDER, pysafe_relabel);
 }

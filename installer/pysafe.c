@@ -1057,10 +1057,25 @@ check_plan_is_read_only(QueryDesc *queryDesc)
 			   "cannot execute SELECT FOR UPDATE/SHARE in a read-only session", NULL);
 }
 
-/* ExecutorStart hook: force read-only, then check the plan. */
+/* Run the next ExecutorStart (a previous hook's or the standard one). */
+static void
+call_next_ExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	if (prev_ExecutorStart)
+		prev_ExecutorStart(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
+/*
+ * ExecutorStart hook: force read-only, then check the plan.  An
+ * EXPLAIN-only start runs in the state explain.c gives it, and any other
+ * start is checked in full, also inside a plain EXPLAIN.
+ */
 static void
 pysafe_ExecutorStart(QueryDesc *queryDesc, int eflags)
 {
+	PysafeExplainState state;
 	bool		checked;
 
 	pysafe_notice_transitions(true);
@@ -1071,10 +1086,22 @@ pysafe_ExecutorStart(QueryDesc *queryDesc, int eflags)
 		force_read_only();
 		check_plan_is_read_only(queryDesc);
 	}
-	if (prev_ExecutorStart)
-		prev_ExecutorStart(queryDesc, eflags);
+	state = pysafe_explain_state_for_start(queryDesc->plannedstmt, eflags);
+	if (state == pysafe_explain_state())
+		call_next_ExecutorStart(queryDesc, eflags);
 	else
-		standard_ExecutorStart(queryDesc, eflags);
+	{
+		state = pysafe_explain_set(state);
+		PG_TRY();
+		{
+			call_next_ExecutorStart(queryDesc, eflags);
+		}
+		PG_FINALLY();
+		{
+			pysafe_explain_set(state);
+		}
+		PG_END_TRY();
+	}
 	if (checked)
 		pysafe_note_checked_plan(queryDesc);	/* ExecutorRun runs no other */
 }
@@ -1086,46 +1113,66 @@ pysafe_ExecutorStart(QueryDesc *queryDesc, int eflags)
 
 /*
  * Refuse a function that may have side effects (functions.c says which);
- * by_executor when the executor announces the call rather than fmgr binding it.
+ * by_executor when the executor announces the call rather than fmgr binding
+ * it, calling when fmgr's wrapper is about to call it.  Returns true when
+ * the check is left to the call (a plain EXPLAIN binding a volatile
+ * function, explain.c): the caller then asks for fmgr's wrapper.
  */
-static void
-check_function_allowed(Oid fn_oid, bool by_executor)
+static bool
+check_function_allowed(Oid fn_oid, bool by_executor, bool calling)
 {
-	bool		c_language;
-	char		detail[NAMEDATALEN * 2 + 96];
+	PysafeFunctionRule rule;
+	char		detail[PYSAFE_DETAIL_SIZE];
 	char		kind[NAMEDATALEN + 16];
 
-	if (!checks_apply() || !pysafe_block_c_functions)	/* also guards a locked identity */
-		return;
-	if (!pysafe_function_may_write(fn_oid, pysafe_block_all_c_functions, by_executor,
-								   &c_language, detail, sizeof(detail)))
-		return;
+	if (!checks_apply())		/* also guards a locked identity */
+		return false;
+	rule = pysafe_function_rule(fn_oid, pysafe_block_all_c_functions, by_executor,
+								calling ? PYSAFE_RUNNING : pysafe_explain_state(),
+								detail, sizeof(detail));
+	if (rule == PYSAFE_FUNCTION_ALLOWED)
+		return false;
+	if (rule == PYSAFE_FUNCTION_DEFERRED)
+		return true;
+	/* Entry points of refused built-ins: refused as the built-in is (below). */
+	if (rule == PYSAFE_RULE_BUILTIN_FUNCTIONS ?
+		!(pysafe_block_c_functions || pysafe_force_read_only) : !pysafe_block_c_functions)
+		return false;
 	snprintf(kind, sizeof(kind), "FUNCTION %s", get_func_name(fn_oid));
-	refuse(kind, c_language ? "c_functions" : "untrusted_functions",
+	refuse(kind, pysafe_rule_name(rule),
 		   "cannot execute functions that may have side effects in a read-only session",
 		   detail);
+	return false;				/* not reached */
 }
 
-/* needs_fmgr_hook: check each function fmgr binds; ask for no wrapper ourselves. */
+/*
+ * needs_fmgr_hook: check each function fmgr binds; ask for fmgr's wrapper
+ * only for one a plain EXPLAIN binds whose check waits for a call.
+ */
 static bool
 pysafe_needs_fmgr_hook(Oid fn_oid)
 {
+	bool		deferred;
+
 	pysafe_notice_transitions(false);
 	pysafe_record_call(fn_oid, false);	/* pysafe.check() describing a plan */
-	check_function_allowed(fn_oid, false);
-	return prev_needs_fmgr_hook ? prev_needs_fmgr_hook(fn_oid) : false;
+	deferred = check_function_allowed(fn_oid, false, false);
+	if (prev_needs_fmgr_hook && prev_needs_fmgr_hook(fn_oid))
+		return true;
+	return deferred;
 }
 
 /*
  * fmgr_hook: SECURITY DEFINER and SET-clause functions bypass needs_fmgr_hook,
- * but their wrapper always calls fmgr_hook, so check them at their start.
+ * but their wrapper always calls fmgr_hook, so check them at their start;
+ * and the functions a plain EXPLAIN bound with the wrapper, now called.
  */
 static void
 pysafe_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *private)
 {
 	pysafe_notice_transitions(false);
 	if (event == FHET_START)
-		check_function_allowed(flinfo->fn_oid, false);
+		check_function_allowed(flinfo->fn_oid, false, true);
 	if (prev_fmgr_hook)
 		prev_fmgr_hook(event, flinfo, private);
 }
@@ -1139,10 +1186,10 @@ pysafe_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *private)
 static void
 check_builtin_function(Oid fn_oid)
 {
-	char		detail[NAMEDATALEN + MAXPGPATH + 128];
+	char		detail[PYSAFE_DETAIL_SIZE];
 	char		kind[NAMEDATALEN + 16];
 
-	if (!pysafe_builtin_refused(fn_oid, detail, sizeof(detail)))
+	if (!pysafe_builtin_refused(fn_oid, pysafe_explain_state(), detail, sizeof(detail)))
 		return;
 	snprintf(kind, sizeof(kind), "FUNCTION %s", get_func_name(fn_oid));
 	refuse(kind, "builtin_functions",
@@ -1174,9 +1221,10 @@ pysafe_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	 * a NULL is never called.  Refusing at plan start answers the same for
 	 * all.  A query calling a handler or trigger function directly is judged
 	 * here too; the trigger and handler machinery never announces its calls.
+	 * One a plain EXPLAIN defers is bound next, through needs_fmgr_hook.
 	 */
 	if (access == OAT_FUNCTION_EXECUTE && objectId >= FirstGenbkiObjectId)
-		check_function_allowed(objectId, true);
+		(void) check_function_allowed(objectId, true, false);
 	if (prev_object_access_hook)
 		prev_object_access_hook(access, classId, objectId, subId, arg);
 }
@@ -1802,6 +1850,30 @@ run_temporary_write(PlannedStmt *pstmt, const char *queryString,
 	PG_END_TRY();
 }
 
+/*
+ * Run a plain EXPLAIN (no ANALYZE) in the planning state of explain.c: it
+ * plans and starts a plan, and calls nothing volatile meanwhile.
+ */
+static void
+run_plain_explain(PlannedStmt *pstmt, const char *queryString,
+				  bool readOnlyTree, ProcessUtilityContext context,
+				  ParamListInfo params, QueryEnvironment *queryEnv,
+				  DestReceiver *dest, QueryCompletion *qc)
+{
+	PysafeExplainState saved = pysafe_explain_set(PYSAFE_EXPLAIN_PLANNING);
+
+	PG_TRY();
+	{
+		call_next_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								 params, queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		pysafe_explain_set(saved);
+	}
+	PG_END_TRY();
+}
+
 /* ProcessUtility hook: force read-only, then fast path or Python policy. */
 static void
 pysafe_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
@@ -1831,6 +1903,9 @@ pysafe_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	if (temporary_write)
 		run_temporary_write(pstmt, queryString, readOnlyTree, context,
 							params, queryEnv, dest, qc);
+	else if (pysafe_is_plain_explain(pstmt->utilityStmt))
+		run_plain_explain(pstmt, queryString, readOnlyTree, context,
+						  params, queryEnv, dest, qc);
 	else
 		call_next_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								 params, queryEnv, dest, qc);
@@ -2044,7 +2119,7 @@ _PG_init(void)
 						"Refuse utility statements outside pysafe's allow-list in restricted sessions.",
 						&pysafe_block_ddl, true, check_block_ddl);
 	define_bool_setting("pysafe.block_c_functions",
-						"Refuse volatile C-language and untrusted-language functions in restricted sessions.",
+						"Refuse C-language functions that may write and uncleared untrusted-language functions in restricted sessions.",
 						&pysafe_block_c_functions, true, check_block_c_functions);
 	define_bool_setting("pysafe.block_all_c_functions",
 						"With block_c_functions, refuse every C-language function, whatever its volatility.",
@@ -2087,6 +2162,7 @@ _PG_init(void)
 	CacheRegisterSyscacheCallback(AUTHOID, policy_function_invalidated, (Datum) 0);
 	pysafe_verdicts_init();
 	pysafe_refusals_init();
+	pysafe_functions_init();
 	CacheRegisterSyscacheCallback(AUTHOID, restriction_cache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, restriction_cache_callback, (Datum) 0);
 

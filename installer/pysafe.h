@@ -11,6 +11,7 @@
 #include "executor/execdesc.h"
 #include "fmgr.h"
 #include "nodes/nodes.h"
+#include "nodes/plannodes.h"
 #include "utils/guc.h"
 #include "utils/tuplestore.h"
 
@@ -20,10 +21,44 @@
 /* reading.c: the canonical reading of a utility statement's parse tree. */
 extern char *pysafe_server_reading(Node *stmt);
 
+/*
+ * explain.c: whether a plain EXPLAIN (no ANALYZE) is planning or starting
+ * its plan, when the function checks may leave a volatile function for
+ * the moment it is actually called.
+ */
+typedef enum PysafeExplainState
+{
+	PYSAFE_RUNNING = 0,			/* what is bound or announced may run */
+	PYSAFE_EXPLAIN_PLANNING,	/* a plain EXPLAIN plans: non-built-ins are checked when called */
+	PYSAFE_EXPLAIN_STARTING		/* its plan starts and evaluates nothing: volatile built-ins cannot run */
+} PysafeExplainState;
+
+extern PysafeExplainState pysafe_explain_state(void);
+extern PysafeExplainState pysafe_explain_set(PysafeExplainState state);
+extern bool pysafe_is_plain_explain(Node *stmt);
+extern PysafeExplainState pysafe_explain_state_for_start(PlannedStmt *stmt, int eflags);
+extern void pysafe_explain_describe_run(bool describing);
+
 /* functions.c: which functions may have side effects, from the review files. */
-extern bool pysafe_function_may_write(Oid fn_oid, bool block_all_c, bool by_executor,
-									  bool *c_language, char *refusal, Size refusal_size);
-extern bool pysafe_builtin_refused(Oid fn_oid, char *refusal, Size refusal_size);
+typedef enum PysafeFunctionRule
+{
+	PYSAFE_FUNCTION_ALLOWED = 0,
+	PYSAFE_FUNCTION_DEFERRED,	/* refused if called; a plain EXPLAIN binds it only */
+	PYSAFE_RULE_C_FUNCTIONS,
+	PYSAFE_RULE_UNTRUSTED_FUNCTIONS,
+	PYSAFE_RULE_BUILTIN_FUNCTIONS
+} PysafeFunctionRule;
+
+/* Room for any refusal detail these functions write. */
+#define PYSAFE_DETAIL_SIZE (MAXPGPATH + 4 * NAMEDATALEN + 256)
+
+extern void pysafe_functions_init(void);
+extern PysafeFunctionRule pysafe_function_rule(Oid fn_oid, bool block_all_c, bool by_executor,
+											   PysafeExplainState explain,
+											   char *refusal, Size refusal_size);
+extern bool pysafe_builtin_refused(Oid fn_oid, PysafeExplainState explain,
+								   char *refusal, Size refusal_size);
+extern const char *pysafe_rule_name(PysafeFunctionRule rule);
 
 /* pysafe.c: the materialized result of a set-returning SQL function. */
 extern Tuplestorestate *pysafe_begin_set_result(FunctionCallInfo fcinfo, TupleDesc *desc);

@@ -57,7 +57,9 @@ def shim_rows(facts: StatusFacts) -> list[StatusRow]:
         StatusRow(
             "side-effecting functions refused",
             shim and settings.block_c_functions,
-            "volatile C and untrusted-language functions, at fmgr" if shim else missing,
+            "C functions that may write, uncleared untrusted-language functions, at fmgr"
+            if shim
+            else missing,
         ),
         StatusRow(
             "volatile built-ins refused unless cleared",

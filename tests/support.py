@@ -78,6 +78,9 @@ CREATE FUNCTION c_volatile_with_set() RETURNS int LANGUAGE C VOLATILE
   SET work_mem = '8MB' AS '$libdir/pysafe', 'pysafe_shim_settings_flags';
 CREATE FUNCTION py_volatile() RETURNS int LANGUAGE plpython3u VOLATILE AS $$return 1$$;
 CREATE FUNCTION py_stable() RETURNS int LANGUAGE plpython3u STABLE AS $$return 1$$;
+-- Untrusted code runs in restricted sessions only once a superuser cleared it.
+CREATE FUNCTION py_cleared() RETURNS int LANGUAGE plpython3u STABLE AS $$return 1$$;
+SELECT pysafe.clear_function('py_cleared()', 'returns a constant (fixture)');
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO PUBLIC;
 """
 

@@ -16,7 +16,7 @@ ALLOWED: list[tuple[str, tuple[str, ...]]] = [
     ("join_aggregate", ("SELECT count(*), sum(a.balance) FROM accounts a JOIN rich r USING (id)",)),
     ("builtin_functions", ("SELECT now(), random(), md5('x'), pg_backend_pid()",)),
     ("stable_c_function", ("SELECT c_stable()",)),
-    ("stable_untrusted_function", ("SELECT py_stable()",)),
+    ("cleared_untrusted_function", ("SELECT py_cleared()",)),
     ("explain", ("EXPLAIN SELECT * FROM accounts",)),
     ("explain_insert_without_analyze", ("EXPLAIN INSERT INTO accounts VALUES (1, 1)",)),
     ("explain_analyze_select", ("EXPLAIN ANALYZE SELECT * FROM accounts",)),

@@ -188,7 +188,8 @@ def test_audit_finds_the_escape_hatches(audit_findings: Server) -> None:
     assert ("high", "role audit_probe") in found  # pg_execute_server_program
     assert ("medium", "function public.c_volatile_definer()") in found  # SECURITY DEFINER
     assert ("medium", "function public.py_volatile()") in found  # untrusted, volatile
-    assert ("low", "function public.py_stable()") in found  # untrusted, not volatile
+    assert ("medium", "function public.py_stable()") in found  # untrusted, not cleared
+    assert ("low", "function public.py_cleared()") in found  # untrusted, cleared by a superuser
     assert ("low", "view public.audit_leaky") in found
     assert ("info", "cluster") in found  # other databases: the command line checks them
     # A SECURITY DEFINER function whose owner cannot write is no escape hatch.

@@ -87,6 +87,8 @@ def install(
         report.steps.append(f"refused volatile built-ins for the shim in {refused}")
         cleared = function_review.place_cleared_c_functions(paths)
         report.steps.append(f"cleared extension functions for the shim in {cleared}")
+        refused_c = function_review.place_refused_c_functions(paths)
+        report.steps.append(f"refused extension functions for the shim in {refused_c}")
         # On a standby the role comes from the primary, installed there first.
         if not facts.in_recovery and cluster.ensure_restricted_group(conn):
             report.steps.append(

@@ -11,9 +11,16 @@ the same in every database and in every cluster of one installation, so one
 file beside the server-side Python serves the whole cluster, databases made
 later from template0 included.
 
+The shim also judges functions by the code they run: an internal-language
+function another name declares runs the built-in its prosrc names, so the
+file lists every built-in that shares an entry point with a refused one too,
+whatever its volatility, and the shim's lookup of that entry point
+(fmgr_internal_function) finds a listed OID.
+
 The cleared extension functions (pysafe/policy/extension_functions.py) go in
-a second file as "library symbol" lines: those do not depend on the server,
-so the file is the review itself, in the form the shim reads.
+a second file as "library symbol" lines, the refused ones in a third: those
+do not depend on the server, so the files are the review itself, in the
+form the shim reads.
 """
 
 from __future__ import annotations
@@ -23,11 +30,12 @@ from pathlib import Path
 import psycopg
 
 from pysafe.install.files import ServerPaths, replace_file
-from pysafe.policy.extension_functions import cleared_c_symbols
+from pysafe.policy.extension_functions import cleared_c_symbols, refused_c_symbols
 from pysafe.policy.functions import cleared_signatures, writing_signatures
 
 FILE_NAME = "refused_builtins"
 CLEARED_C_FILE_NAME = "cleared_c_functions"
+REFUSED_C_FILE_NAME = "refused_c_functions"
 # Built-ins below this OID come from the build (FirstGenbkiObjectId); the shim
 # checks only those, so only those go in the file.
 FIRST_GENBKI_OID = 10000
@@ -42,6 +50,16 @@ SELECT p.oid, p.oid::regprocedure::text
                             'trigger'::regtype, 'event_trigger'::regtype)
    AND NOT ('internal'::regtype = ANY (p.proargtypes::oid[]))
  ORDER BY p.oid
+"""
+
+
+# Built-ins whose entry point (prosrc) is that of one of the given OIDs.
+SAME_ENTRY_POINT = f"""
+SELECT p.oid, p.oid::regprocedure::text
+  FROM pg_catalog.pg_proc p
+ WHERE p.oid < {FIRST_GENBKI_OID} AND p.prolang = 12  -- internal
+   AND p.prosrc IN (SELECT r.prosrc FROM pg_catalog.pg_proc r
+                     WHERE r.oid = ANY (%s::oid[]) AND r.prolang = 12)
 """
 
 
@@ -73,6 +91,8 @@ def resolve_refused(conn: psycopg.Connection) -> list[tuple[int, str]]:
         if int(oid) not in cleared
     }
     refused.update(present_functions(conn, writing_signatures()))
+    siblings = conn.execute(SAME_ENTRY_POINT, [sorted(refused)]).fetchall()
+    refused.update((int(oid), str(signature)) for oid, signature in siblings)
     return sorted(refused.items())
 
 
@@ -102,6 +122,27 @@ def render_cleared_c_functions() -> str:
         *(f"{library} {symbol}" for library, symbol in cleared_c_symbols()),
     ]
     return "\n".join(lines) + "\n"
+
+
+def refused_c_functions_path(paths: ServerPaths) -> Path:
+    return paths.python_dir.parent / REFUSED_C_FILE_NAME
+
+
+def render_refused_c_functions() -> str:
+    lines = [
+        "# C functions of extensions that pysafe refuses restricted sessions whatever their",
+        "# declared volatility, as library and C symbol (pysafe/policy/extension_functions.py).",
+        "# Written by python -m pysafe install.",
+        *(f"{library} {symbol}" for library, symbol in refused_c_symbols()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def place_refused_c_functions(paths: ServerPaths) -> Path:
+    """Write the refused extension functions; returns where."""
+    target = refused_c_functions_path(paths)
+    replace_file(target, render_refused_c_functions())
+    return target
 
 
 def place_cleared_c_functions(paths: ServerPaths) -> Path:

@@ -16,8 +16,10 @@ shim reads them (pysafe/install/function_review.py); the shim clears a
 function only if its library is named as one in the server's own library
 folder ("$libdir/pgcrypto"), read as library_name() reads it.
 
-A volatile C function that is not reviewed stays refused, and
-pysafe.block_all_c_functions refuses every C function, cleared or not.
+A refused (library, symbol) pair is refused whatever volatility its SQL
+declaration claims (the installer lists them too), a volatile C function
+that is not reviewed stays refused, and pysafe.block_all_c_functions
+refuses every C function, cleared or not.
 tests/test_extension_functions.py fails on any volatile C function of a
 reviewed extension that this list does not name, so a new extension version
 is reviewed before its additions run.
@@ -327,25 +329,41 @@ EXTENSION_FUNCTIONS: tuple[ExtensionFunctionReview, ...] = (
     ),
     *_reviews(
         "dblink",
+        CLEARED,
+        # dblink.c: get_sql_insert/update read the source row with a SELECT
+        # through SPI (which meets every check) and build the statement's
+        # text, never running it; get_sql_delete only builds text.
+        "builds the text of an INSERT, UPDATE or DELETE from a local row, without running it",
+        (
+            "dblink_build_sql_insert",
+            "SELECT dblink_build_sql_insert('pg_class', '1', 1, '{1259}', '{99}') IS NOT NULL",
+        ),
+        "dblink_build_sql_update",
+        "dblink_build_sql_delete",
+    ),
+    *_reviews(
+        "dblink",
+        CLEARED,
+        "reads the catalogs, the current statement's text or the session's own connection names",
+        ("dblink_get_pkey", "SELECT count(*) FROM dblink_get_pkey('pg_class')"),
+        ("dblink_current_query", "SELECT dblink_current_query() IS NOT NULL"),
+        ("dblink_get_connections", "SELECT dblink_get_connections() IS NULL"),
+    ),
+    *_reviews(
+        "dblink",
         REFUSED,
         "connects to another server, where the statements it sends are not read-only",
         ("dblink_connect", "SELECT dblink_connect('pysafe_probe', 'dbname=postgres')"),
         ("dblink_exec", "SELECT dblink_exec('dbname=postgres', 'SELECT 1')"),
         ("dblink_record", "SELECT * FROM dblink('dbname=postgres', 'SELECT 1') AS t(x int)"),
         *[
-            "dblink_build_sql_delete",
-            "dblink_build_sql_insert",
-            "dblink_build_sql_update",
             "dblink_cancel_query",
             "dblink_close",
-            "dblink_current_query",
             "dblink_disconnect",
             "dblink_error_message",
             "dblink_fdw_validator",
             "dblink_fetch",
-            "dblink_get_connections",
             "dblink_get_notify",
-            "dblink_get_pkey",
             "dblink_get_result",
             "dblink_is_busy",
             "dblink_open",
@@ -354,10 +372,17 @@ EXTENSION_FUNCTIONS: tuple[ExtensionFunctionReview, ...] = (
     ),
     *_reviews(
         "postgres_fdw",
-        REFUSED,
-        "manages connections to other servers",
+        CLEARED,
+        # connection.c: walks the session's own connection cache; 1.2's
+        # check_conn polls the socket for a closed peer, sending nothing.
+        "lists the calling session's own cached connections",
         ("postgres_fdw_get_connections", "SELECT count(*) FROM postgres_fdw_get_connections()"),
         "postgres_fdw_get_connections_1_2",
+    ),
+    *_reviews(
+        "postgres_fdw",
+        REFUSED,
+        "manages connections to other servers",
         "postgres_fdw_disconnect",
         "postgres_fdw_disconnect_all",
         "postgres_fdw_validator",
@@ -416,6 +441,24 @@ def library_name(probin: str | None) -> str | None:
     return name
 
 
+def library_base_name(probin: str) -> str:
+    """The library's last path component without ".so": how the shim matches
+    refused pairs, so no path hides a refused symbol (installer/functions.c)."""
+    name = probin.rsplit("/", 1)[-1]
+    if len(name) > len(LIBRARY_SUFFIX) and name.endswith(LIBRARY_SUFFIX):
+        name = name[: -len(LIBRARY_SUFFIX)]
+    return name
+
+
+def refused_review_of(probin: str | None, symbol: str) -> ExtensionFunctionReview | None:
+    """The review entry refusing a C function's library and symbol, if any:
+    refused whatever the function's declared volatility."""
+    if probin is None:
+        return None
+    review = REVIEWS_BY_KEY.get((library_base_name(probin), symbol))
+    return review if review is not None and not review.cleared else None
+
+
 def review_of(probin: str | None, symbol: str) -> ExtensionFunctionReview | None:
     """The review entry of a C function, or None if the review does not name it."""
     library = library_name(probin)
@@ -425,6 +468,12 @@ def review_of(probin: str | None, symbol: str) -> ExtensionFunctionReview | None
 def cleared_c_symbols() -> list[tuple[str, str]]:
     """(library, symbol) of every cleared extension function, for the shim."""
     return sorted({(r.library, r.symbol) for r in EXTENSION_FUNCTIONS if r.cleared})
+
+
+def refused_c_symbols() -> list[tuple[str, str]]:
+    """(library, symbol) of every refused extension function: the shim refuses
+    them whatever a declaration says of their volatility."""
+    return sorted({(r.library, r.symbol) for r in EXTENSION_FUNCTIONS if not r.cleared})
 
 
 def reviewed_extensions() -> frozenset[str]:

@@ -177,48 +177,116 @@ def status(plpy: Any) -> list[tuple[str, bool, str]]:
     return [(r.protection, r.live, r.detail) for r in status_rows(facts)]
 
 
-# Volatile C functions SQL can call in this database, with their extension.
-VOLATILE_C_FUNCTIONS_QUERY = """
-SELECT p.oid, p.probin, p.prosrc, e.extname
+# Functions SQL can call, with their extension: the judged calls of installer/functions.c.
+_JUDGED_FUNCTIONS = """
   FROM pg_catalog.pg_proc p
   LEFT JOIN pg_catalog.pg_depend d
          ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
         AND d.objid = p.oid AND d.deptype = 'e'
   LEFT JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
- WHERE p.prolang = 13 AND p.provolatile = 'v'
-   AND p.prorettype OPERATOR(pg_catalog.<>) ALL (ARRAY['internal', 'language_handler',
+ WHERE p.prorettype OPERATOR(pg_catalog.<>) ALL (ARRAY['internal', 'language_handler',
          'trigger', 'event_trigger']::pg_catalog.regtype[]::pg_catalog.oid[])
    AND NOT ('internal'::pg_catalog.regtype::pg_catalog.oid
             OPERATOR(pg_catalog.=) ANY (p.proargtypes::pg_catalog.oid[]))
+"""
+# C functions of this database (the shim lists those it refuses: volatile ones
+# and reviewed writers, whatever their volatility).
+C_FUNCTIONS_QUERY = f"""
+SELECT p.oid, p.probin, p.prosrc, e.extname, p.provolatile OPERATOR(pg_catalog.=) 'v' AS volatile
+{_JUDGED_FUNCTIONS}
+   AND p.prolang = 13
  ORDER BY p.oid::pg_catalog.regprocedure::pg_catalog.text
 """
+# Internal-language functions that are not built-ins (10000 is
+# FirstGenbkiObjectId), with the built-ins that share their entry point.
+INTERNAL_ALIASES_QUERY = f"""
+SELECT p.oid, p.prosrc, e.extname,
+       ARRAY(SELECT b.oid FROM pg_catalog.pg_proc b
+              WHERE b.oid OPERATOR(pg_catalog.<) 10000 AND b.prolang = 12
+                AND b.prosrc OPERATOR(pg_catalog.=) p.prosrc) AS builtins,
+       ARRAY(SELECT b.oid FROM pg_catalog.pg_proc b
+              WHERE b.oid OPERATOR(pg_catalog.<) 10000 AND b.prolang = 12
+                AND b.prosrc OPERATOR(pg_catalog.=) p.prosrc
+                AND b.provolatile OPERATOR(pg_catalog.=) 'v') AS volatile_builtins
+{_JUDGED_FUNCTIONS}
+   AND p.prolang = 12 AND p.oid OPERATOR(pg_catalog.>=) 10000
+ ORDER BY p.oid::pg_catalog.regprocedure::pg_catalog.text
+"""
+# Functions in untrusted languages, pysafe's own (an extension member owned by
+# a superuser) marked, with a superuser's clearance if any.
+UNTRUSTED_FUNCTIONS_QUERY = f"""
+SELECT p.oid, l.lanname::pg_catalog.text AS lanname, e.extname,
+       pysafe_internal.is_own_function(p.oid) AS own,
+       pysafe_internal.clearance(p.oid) AS reason
+{_JUDGED_FUNCTIONS}
+   AND p.prolang OPERATOR(pg_catalog.=) l.oid
+   AND NOT l.lanpltrusted AND l.lanname OPERATOR(pg_catalog.<>) ALL (ARRAY['c', 'internal'])
+ ORDER BY p.oid::pg_catalog.regprocedure::pg_catalog.text
+""".replace("FROM pg_catalog.pg_proc p", "FROM pg_catalog.pg_language l, pg_catalog.pg_proc p", 1)
 
 UNREVIEWED_EFFECT = "not reviewed: a volatile C function, which may write"
+OWN_FUNCTION_EFFECT = "pysafe's own (a member of the pysafe extension owned by a superuser)"
+UNCLEARED_EFFECT = (
+    "untrusted language {language}, not cleared: may write anything, whatever its volatility"
+    " (pysafe.clear_function() clears it)"
+)
 
 
 def function_review(plpy: Any) -> list[tuple[int, str, str, str]]:
     """Rows of pysafe.function_review(): the reviewed built-ins this server has,
-    then every volatile C function of this database with the review's verdict."""
-    from pysafe.policy.extension_functions import review_of  # noqa: PLC0415
+    then this database's functions the shim judges by the code they run: C
+    functions (volatile, or a refused library and symbol), internal-language
+    functions under another name, and functions in untrusted languages."""
+    from pysafe.policy.extension_functions import refused_review_of, review_of  # noqa: PLC0415
     from pysafe.policy.functions import CLEARED_FUNCTIONS, WRITING_FUNCTIONS  # noqa: PLC0415
 
     plan = plpy.prepare(
         "SELECT pg_catalog.to_regprocedure($1)::pg_catalog.oid AS fn", ["pg_catalog.text"]
     )
     rows = []
+    listed: dict[str, set[int]] = {"refused": set(), "allowed": set()}
     for verdict, reviews in (("refused", WRITING_FUNCTIONS), ("allowed", CLEARED_FUNCTIONS)):
         for review in reviews:
             fn = plpy.execute(plan, [review.signature])[0]["fn"]
             if fn is not None:
                 rows.append((fn, verdict, review.effect, "built-in"))
-    for row in plpy.execute(VOLATILE_C_FUNCTIONS_QUERY):
-        extension = review_of(row["probin"], row["prosrc"])
+                listed[verdict].add(int(fn))
+    for row in plpy.execute(C_FUNCTIONS_QUERY):
         source = row["extname"] or "no extension"
-        if extension is None:
+        refused = refused_review_of(row["probin"], row["prosrc"])
+        extension = review_of(row["probin"], row["prosrc"])
+        if refused is not None:
+            rows.append((row["oid"], "refused", refused.effect, source))
+        elif not row["volatile"]:
+            continue  # not volatile, not a reviewed writer: allowed, not listed
+        elif extension is None:
             rows.append((row["oid"], "refused", UNREVIEWED_EFFECT, source))
         else:
             verdict = "allowed" if extension.cleared else "refused"
             rows.append((row["oid"], verdict, extension.effect, source))
+    for row in plpy.execute(INTERNAL_ALIASES_QUERY):
+        # As the installer's refused_builtins file has it: a built-in with the
+        # same entry point is a listed writer, or volatile and not cleared.
+        source = row["extname"] or "no extension"
+        effect = f"runs built-in {row['prosrc']}"
+        volatile = {int(oid) for oid in row["volatile_builtins"]}
+        if not row["builtins"]:
+            continue  # no such entry point: fmgr refuses to bind it
+        if listed["refused"] & {int(oid) for oid in row["builtins"]} or (
+            volatile - listed["allowed"]
+        ):
+            rows.append((row["oid"], "refused", f"{effect}, which the review refuses", source))
+        else:
+            rows.append((row["oid"], "allowed", f"{effect}, which the review clears", source))
+    for row in plpy.execute(UNTRUSTED_FUNCTIONS_QUERY):
+        source = row["extname"] or "no extension"
+        if row["own"]:
+            rows.append((row["oid"], "allowed", OWN_FUNCTION_EFFECT, source))
+        elif row["reason"] is not None:
+            rows.append((row["oid"], "allowed", f"cleared by a superuser: {row['reason']}", source))
+        else:
+            effect = UNCLEARED_EFFECT.format(language=row["lanname"])
+            rows.append((row["oid"], "refused", effect, source))
     return rows
 
 
@@ -295,19 +363,19 @@ class ServerCallFacts:
 
 CheckRow = tuple[str, str, str, str | None, str | None]
 
-# The DETAIL endings of the shim's function refusals (installer/functions.c),
-# and the rule each is logged under.
+# What the DETAIL of each of the shim's function refusals says
+# (installer/functions.c), and the rule each is logged under.
 SHIM_REFUSAL_RULES = (
     ("C-language.", "c_functions"),
-    ("untrusted-language.", "untrusted_functions"),
+    ("untrusted-language", "untrusted_functions"),
     ("does not clear (pysafe/policy/functions.py).", "builtin_functions"),
 )
 
 
 def shim_refusal_rule(detail: str | None) -> str:
     """The rule of a function refusal the shim raised, from its DETAIL."""
-    for ending, rule in SHIM_REFUSAL_RULES:
-        if (detail or "").endswith(ending):
+    for marker, rule in SHIM_REFUSAL_RULES:
+        if marker in (detail or ""):
             return rule
     return "refused_while_planning"
 
