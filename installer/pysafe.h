@@ -10,6 +10,7 @@
 
 #include "fmgr.h"
 #include "nodes/nodes.h"
+#include "nodes/parsenodes.h"
 #include "utils/tuplestore.h"
 
 /* reading.c: the canonical reading of a utility statement's parse tree. */
@@ -22,6 +23,17 @@ extern bool pysafe_builtin_refused(Oid fn_oid, char *refusal, Size refusal_size)
 
 /* pysafe.c: the materialized result of a set-returning SQL function. */
 extern Tuplestorestate *pysafe_begin_set_result(FunctionCallInfo fcinfo, TupleDesc *desc);
+
+/* pysafe.c: the read-only-session refusal every check raises, and the temporary-table test. */
+extern void pysafe_refuse(const char *kind, const char *rule, const char *message,
+						  const char *detail);
+extern bool pysafe_is_own_temporary_relation(Oid relid);
+
+/* parse_locks.c: writes refused before the locks they take are held. */
+extern bool pysafe_query_may_write(Query *query);
+extern void pysafe_refuse_parse_locks(Query *query, bool block_dml, bool force_read_only,
+									  bool allow_temp);
+extern bool pysafe_foreign_keys_temporary(CreateStmt *create);
 
 /* calls.c: which functions a statement would call (pysafe.check()). */
 extern void pysafe_record_call(Oid fn_oid, bool by_executor);
