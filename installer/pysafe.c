@@ -168,6 +168,7 @@ static needs_fmgr_hook_type prev_needs_fmgr_hook = NULL;
 static fmgr_hook_type prev_fmgr_hook = NULL;
 static object_access_hook_type prev_object_access_hook = NULL;
 static ClientAuthentication_hook_type prev_ClientAuthentication = NULL;
+static post_parse_analyze_hook_type prev_post_parse_analyze = NULL;
 
 /* Saved check hooks of the core settings pysafe guards (see guard_core_settings). */
 static GucBoolCheckHook prev_check_default_read_only = NULL;
@@ -992,6 +993,13 @@ is_own_temporary_relation(Oid relid)
 		isTempNamespace(get_rel_namespace(relid));
 }
 
+/* is_own_temporary_relation(), for the shim's other files. */
+bool
+pysafe_is_own_temporary_relation(Oid relid)
+{
+	return is_own_temporary_relation(relid);
+}
+
 /*
  * Does the plan write only the session's temporary tables, and may it
  * (pysafe.allow_temp_objects)?  Result relations include those of
@@ -1104,6 +1112,23 @@ pysafe_ExecutorStart(QueryDesc *queryDesc, int eflags)
 	}
 	if (checked)
 		pysafe_note_checked_plan(queryDesc);	/* ExecutorRun runs no other */
+}
+
+/*
+ * post_parse_analyze_hook: parse analysis has just locked the target of a
+ * write with ROW EXCLUSIVE (in PREPARE, plain EXPLAIN, a Parse message, a
+ * function body), before any other check.  Refuse there what the executor
+ * check or read-only forcing would refuse, so the abort releases the lock
+ * (parse_locks.c).  The hook has taken a JumbleState since PostgreSQL 14.
+ */
+static void
+pysafe_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
+{
+	if (prev_post_parse_analyze)
+		prev_post_parse_analyze(pstate, query, jstate);
+	if (pysafe_query_may_write(query) && IsTransactionState() && checks_apply())
+		pysafe_refuse_parse_locks(query, pysafe_block_dml, pysafe_force_read_only,
+								  pysafe_allow_temp_objects);
 }
 
 /* ---------------------------------------------------------------------
@@ -1362,7 +1387,6 @@ utility_fast_path_allows(Node *stmt)
 		case T_DeclareCursorStmt:
 		case T_FetchStmt:
 		case T_ClosePortalStmt:
-		case T_PrepareStmt:
 		case T_ExecuteStmt:
 		case T_DeallocateStmt:
 		case T_ListenStmt:
@@ -1371,6 +1395,13 @@ utility_fast_path_allows(Node *stmt)
 		case T_CallStmt:
 		case T_ConstraintsSetStmt:	/* when deferred constraints are checked */
 			return true;
+		case T_PrepareStmt:
+			{
+				Node	   *query = ((PrepareStmt *) stmt)->query;
+
+				/* A write's parse analysis locks its target: Python decides. */
+				return IsA(query, SelectStmt) && ((SelectStmt *) query)->withClause == NULL;
+			}
 		case T_DiscardStmt:
 			/* DISCARD ALL includes SET SESSION AUTHORIZATION DEFAULT. */
 			return ((DiscardStmt *) stmt)->target != DISCARD_ALL ||
@@ -1379,8 +1410,15 @@ utility_fast_path_allows(Node *stmt)
 			/* Up to ROW SHARE: no lock a writer needs (pg_dump's ACCESS SHARE). */
 			return ((LockStmt *) stmt)->mode <= RowShareLock;
 		case T_ExplainStmt:
-			return !explain_mentions_analyze((ExplainStmt *) stmt) ||
-				explains_plain_select((ExplainStmt *) stmt);
+			{
+				ExplainStmt *explain = (ExplainStmt *) stmt;
+
+				/* A write's plan takes the write's locks: Python decides. */
+				if (explain->query == NULL || !IsA(explain->query, Query) ||
+					pysafe_query_may_write((Query *) explain->query))
+					return false;
+				return !explain_mentions_analyze(explain) || explains_plain_select(explain);
+			}
 		case T_CopyStmt:
 			{
 				CopyStmt   *copy = (CopyStmt *) stmt;
@@ -1416,8 +1454,14 @@ utility_fast_path_allows(Node *stmt)
 				{
 					case VAR_SET_VALUE:
 						return !is_protected_setting(set->name) || sets_read_only_on(set);
-					case VAR_SET_DEFAULT:
 					case VAR_SET_CURRENT:
+						/* FROM CURRENT keeps the value in force (the check hooks guard it too). */
+						if (set->name != NULL &&
+							(pg_strcasecmp(set->name, "default_transaction_read_only") == 0 ||
+							 pg_strcasecmp(set->name, "transaction_read_only") == 0))
+							return true;
+						return !is_protected_setting(set->name);
+					case VAR_SET_DEFAULT:
 					case VAR_RESET:
 						return !is_protected_setting(set->name);
 					case VAR_RESET_ALL:
@@ -1482,7 +1526,8 @@ temporary_write_confirmed(Node *stmt)
 				CreateStmt *create = (CreateStmt *) stmt;
 
 				return create->inhRelations == NIL && create->partbound == NULL &&
-					names_temporary_table(create->relation);
+					names_temporary_table(create->relation) &&
+					pysafe_foreign_keys_temporary(create);
 			}
 		case T_CreateTableAsStmt:
 			{
@@ -2179,4 +2224,6 @@ _PG_init(void)
 	prev_ClientAuthentication = ClientAuthentication_hook;
 	ClientAuthentication_hook = pysafe_ClientAuthentication;
 	pysafe_transitions_init();	/* ExecutorRun_hook */
+	prev_post_parse_analyze = post_parse_analyze_hook;
+	post_parse_analyze_hook = pysafe_post_parse_analyze;
 }

@@ -11,6 +11,7 @@
 #include "executor/execdesc.h"
 #include "fmgr.h"
 #include "nodes/nodes.h"
+#include "nodes/parsenodes.h"
 #include "nodes/plannodes.h"
 #include "utils/guc.h"
 #include "utils/tuplestore.h"
@@ -70,6 +71,7 @@ extern bool pysafe_checks_apply(void);
 extern void pysafe_record_refusal(const char *kind, const char *rule, const char *message);
 extern void pysafe_refuse(const char *kind, const char *rule, const char *message,
 						  const char *detail);
+extern bool pysafe_is_own_temporary_relation(Oid relid);
 
 /* transitions.c: a session that becomes restricted while open is ended. */
 extern void pysafe_transitions_init(void);
@@ -79,6 +81,12 @@ extern void pysafe_note_checked_plan(QueryDesc *queryDesc);
 extern bool pysafe_login_may_not_switch(GucSource source);
 extern void pysafe_note_identity_request(const char *role_name);
 extern bool pysafe_switched_into_restricted(void);
+
+/* parse_locks.c: writes refused before the locks they take are held. */
+extern bool pysafe_query_may_write(Query *query);
+extern void pysafe_refuse_parse_locks(Query *query, bool block_dml, bool force_read_only,
+									  bool allow_temp);
+extern bool pysafe_foreign_keys_temporary(CreateStmt *create);
 
 /* calls.c: which functions a statement would call (pysafe.check()). */
 extern void pysafe_record_call(Oid fn_oid, bool by_executor);

@@ -18,7 +18,6 @@ ALLOWED: list[tuple[str, tuple[str, ...]]] = [
     ("stable_c_function", ("SELECT c_stable()",)),
     ("cleared_untrusted_function", ("SELECT py_cleared()",)),
     ("explain", ("EXPLAIN SELECT * FROM accounts",)),
-    ("explain_insert_without_analyze", ("EXPLAIN INSERT INTO accounts VALUES (1, 1)",)),
     ("explain_analyze_select", ("EXPLAIN ANALYZE SELECT * FROM accounts",)),
     (
         "transaction_control",

@@ -69,11 +69,13 @@ BLOCKED: list[tuple[str, tuple[str, ...], str]] = [
         ("SELECT * FROM accounts FOR UPDATE",),
         "cannot execute SELECT FOR UPDATE/SHARE in a read-only session",
     ),
+    # Parse analysis locks a write's target: refused right after it, ANALYZE or not.
     (
         "explain_analyze_insert",
         ("EXPLAIN ANALYZE INSERT INTO accounts VALUES (53, 1)",),
-        "cannot execute EXPLAIN ANALYZE of a writing statement in a read-only session",
+        DML.format("INSERT"),
     ),
+    ("explain_insert", ("EXPLAIN INSERT INTO accounts VALUES (1, 1)",), DML.format("INSERT")),
     ("copy_from", ("COPY accounts FROM STDIN",), "cannot execute COPY FROM in a read-only session"),
     (
         # COPY ... TO STDOUT takes the C fast path; its query meets the executor check.

@@ -51,6 +51,12 @@ HAND_PICKED = [
     "RESET default_transaction_read_only",
     "RESET ALL",
     "SET default_transaction_read_only FROM CURRENT",
+    "SET transaction_read_only FROM CURRENT",
+    "SET LOCAL transaction_read_only FROM CURRENT",
+    "SET session_authorization FROM CURRENT",
+    "SET pysafe.roles FROM CURRENT",
+    "EXPLAIN UPDATE t SET a = 1",
+    "EXPLAIN WITH w AS (DELETE FROM t RETURNING a) SELECT * FROM w",
     "SET TRANSACTION READ WRITE",
     "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
     "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
@@ -184,7 +190,10 @@ def test_fast_path_allows_only_what_python_allows(server: Server) -> None:
     assert fast["SET CONSTRAINTS ALL DEFERRED"]
     assert fast["RESET ALL"] and fast["DISCARD ALL"]  # this session has no locked identity
     assert fast["DECLARE c CURSOR WITH HOLD FOR SELECT 1"] and fast["COPY t TO STDOUT"]
-    assert fast["EXPLAIN INSERT INTO t VALUES (1)"] and fast["DISCARD PLANS"]
+    # A write's plan takes the write's locks: Python decides (on a temporary table here).
+    assert not fast["EXPLAIN INSERT INTO t VALUES (1)"] and fast["DISCARD PLANS"]
+    assert fast["SET default_transaction_read_only FROM CURRENT"]
+    assert fast["SET transaction_read_only FROM CURRENT"]
     assert not fast["EXPLAIN (ANALYZE off) INSERT INTO t VALUES (1)"]
     assert fast["EXPLAIN ANALYZE SELECT * FROM t WHERE a IN (1, 2, 3)"]
     assert fast["EXPLAIN (ANALYZE false, ANALYZE) SELECT 1"]

@@ -164,8 +164,56 @@ def test_forcing_refuses_writes_postgresql_runs_read_only() -> None:
         "ROLLBACK PREPARED 'x'",
     ):
         assert not decide_text(text, forcing_only)[0].verdict.allowed, text
-        assert decide_text(text, neither)[0].verdict.allowed, text
-    assert decide_text("LOCK t", forcing_only)[0].verdict.allowed  # locks write nothing
+        # Server files and programs stay refused whatever the settings.
+        writes_server_files = text.startswith(("COPY", "ALTER SYSTEM"))
+        assert decide_text(text, neither)[0].verdict.allowed != writes_server_files, text
+    # A lock only a writer needs: forcing refuses it as block_ddl does.
+    assert not decide_text("LOCK t", forcing_only)[0].verdict.allowed
+    assert decide_text("LOCK t IN ROW SHARE MODE", forcing_only)[0].verdict.allowed
+    assert decide_text("LOCK t", neither)[0].verdict.allowed
+
+
+def test_programs_and_server_files_refused_whatever_the_settings() -> None:
+    """COPY to or from a program, COPY TO a file and ALTER SYSTEM: under every
+    combination of settings.  COPY FROM a file only reads; block_dml decides it."""
+    for flags in range(512):
+        settings = PolicySettings.from_flags(flags)
+        for text in (
+            "COPY t FROM PROGRAM 'id'",
+            "COPY t TO PROGRAM 'cat'",
+            "COPY (SELECT 1) TO PROGRAM 'cat'",
+            "COPY t TO '/tmp/x'",
+            "ALTER SYSTEM SET work_mem = 1",
+        ):
+            assert not decide_text(text, settings)[0].verdict.allowed, (text, settings)
+        from_file = decide_text("COPY t FROM '/tmp/x'", settings)[0].verdict
+        reads_allowed = not settings.block_dml and not settings.force_read_only
+        assert from_file.allowed == reads_allowed, settings
+    assert decide_text("COPY t FROM PROGRAM 'id'")[0].verdict.rule == "copy_from_program"
+
+
+def test_writes_refused_by_effect_in_explain_and_temporary_tables() -> None:
+    """Plain EXPLAIN of a refused write is refused (parse analysis takes its
+    locks); so is a temporary table's foreign key to a table not known temporary."""
+    forcing_only = PolicySettings(block_dml=False, block_ddl=False)
+    for settings in (PolicySettings(), forcing_only):
+        for text, rule in (
+            ("EXPLAIN UPDATE t SET a = 1", "dml"),
+            ("EXPLAIN (ANALYZE off) DELETE FROM t", "dml"),
+            ("EXPLAIN WITH w AS (DELETE FROM t RETURNING *) SELECT * FROM w", "modifying_cte"),
+            ("UPDATE t SET a = 1", "dml"),
+        ):
+            verdict = decide_text(text, settings)[0].verdict
+            assert (verdict.allowed, verdict.rule) == (False, rule), (text, settings)
+    writes_allowed = PolicySettings(block_dml=False, force_read_only=False)
+    assert decide_text("EXPLAIN UPDATE t SET a = 1", writes_allowed)[0].verdict.allowed
+    allowing = PolicySettings(allow_temp_objects=True)
+    for text in (
+        "CREATE TEMP TABLE c (x int REFERENCES app.secret (id))",
+        "CREATE TEMP TABLE c (x int, FOREIGN KEY (x) REFERENCES secret)",
+    ):
+        verdict = decide_text(text, allowing)[0].verdict
+        assert (verdict.allowed, verdict.rule) == (False, "lock"), text
 
 
 def test_temporary_tables_follow_allow_temp_objects() -> None:
@@ -216,10 +264,12 @@ def test_offline_check_cli(tmp_path: Path) -> None:
     assert lines[1].startswith("REFUSED  [dml] INSERT INTO t VALUES (1)")
     assert "cannot execute INSERT in a read-only session" in lines[2]
     assert run_check(str(script), "--fail-on-refusal").returncode == 1
-    assert (
-        run_check("--allow-dml", "--fail-on-refusal", stdin="INSERT INTO t VALUES (1)").returncode
-        == 0
-    )
+    locks_rows = "SELECT * FROM t FOR UPDATE"
+    assert run_check("--fail-on-refusal", stdin=locks_rows).returncode == 1
+    assert run_check("--allow-dml", "--fail-on-refusal", stdin=locks_rows).returncode == 0
+    # Read-only forcing stays on offline: PostgreSQL itself refuses a permanent write.
+    result = run_check("--allow-dml", stdin="INSERT INTO t VALUES (1)")
+    assert result.stdout.startswith("REFUSED  [dml] INSERT INTO t VALUES (1)")
 
 
 def test_offline_check_names_parse_errors() -> None:

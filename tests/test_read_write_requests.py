@@ -164,3 +164,23 @@ def test_under_refuse_a_read_write_toggle_fails(settings: Server) -> None:
         with pytest.raises(psycopg.Error) as raised:
             conn.execute("SELECT 1")
         assert raised.value.sqlstate == READ_ONLY_SQLSTATE
+
+
+@pytest.mark.parametrize("mode", ["ignore", "refuse"])
+@pytest.mark.parametrize("name", ["default_transaction_read_only", "transaction_read_only"])
+def test_set_from_current_keeps_read_only_and_is_allowed(
+    settings: Server, mode: str, name: str
+) -> None:
+    """SET ... FROM CURRENT keeps the value in force: no request for READ WRITE,
+    allowed under either mode (as SafeSession 1.0 allows it), by the fast path too."""
+    settings.set_settings(read_write_requests=mode)
+    with settings.connect("reporting") as conn:
+        assert attempt_on(conn, "BEGIN", f"SET {name} FROM CURRENT", "COMMIT") is None
+        assert attempt_on(conn, f"SET {name} FROM CURRENT") is None
+        assert conn.execute(f"SHOW {name}").fetchone() == ("on",)
+        row = conn.execute(
+            "SELECT pysafe_internal.fast_path_allows(%s)", [f"SET {name} FROM CURRENT"]
+        ).fetchone()
+        assert row == (True,)
+        refusal = attempt_on(conn, INSERT)
+        assert refusal is not None and refusal.sqlstate == READ_ONLY_SQLSTATE

@@ -20,8 +20,8 @@ from pysafe.policy.utility import (
     decide_temporary,
     decide_utility_node,
     expected_command_tag,
+    query_write_verdict,
     relation_is_temporary,
-    select_writes,
 )
 from pysafe.policy.verdict import Verdict
 
@@ -42,14 +42,6 @@ def writing_calls(stmt: ast.Node) -> list[str]:
     ]
 
 
-DML_COMMANDS: dict[type[ast.Node], str] = {
-    ast.InsertStmt: "INSERT",
-    ast.UpdateStmt: "UPDATE",
-    ast.DeleteStmt: "DELETE",
-    ast.MergeStmt: "MERGE",
-}
-
-
 @dataclass(frozen=True)
 class StatementVerdict:
     """One statement of a text with what the policy says of it."""
@@ -65,12 +57,13 @@ def decide_query_node(stmt: ast.Node, settings: PolicySettings, facts: CatalogFa
     if calls and rule_applies("builtin_functions", settings):
         detail = f"{calls[0]}() writes; see pysafe.function_review()."
         return Verdict.refuse("builtin_functions", messages.FUNCTIONS, detail)
+    # Refused right after parse analysis (installer/parse_locks.c), before the
+    # executor check would refuse it, so the lock parse analysis took is let go.
+    if (refused := query_write_verdict(stmt, settings, facts)) is not None:
+        return refused
     if isinstance(stmt, DML_STATEMENTS):
         if settings.allow_temp_objects and relation_is_temporary(stmt.relation, facts):
             return Verdict.allow("temporary_objects")
-        if settings.block_dml:
-            command = DML_COMMANDS[type(stmt)]
-            return Verdict.refuse("dml", messages.DML.format(command=command))
         return Verdict.allow("dml_allowed")
     assert isinstance(stmt, ast.SelectStmt)
     temporary = decide_temporary(stmt, facts) if settings.allow_temp_objects else None
@@ -78,8 +71,6 @@ def decide_query_node(stmt: ast.Node, settings: PolicySettings, facts: CatalogFa
         return temporary
     if stmt.intoClause is not None and settings.block_ddl:
         return Verdict.refuse("create_table_as", messages.CREATE_TABLE_AS)
-    if settings.block_dml and select_writes(stmt):
-        return Verdict.refuse("modifying_cte", messages.MODIFYING_CTE)
     if settings.block_dml and stmt.lockingClause:
         return Verdict.refuse("row_locks", messages.ROW_LOCKS)
     return Verdict.allow("select")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pglast import ast
 from pglast.enums.parsenodes import (
+    ConstrType,
     DiscardMode,
     ObjectType,
     TransactionStmtKind,
@@ -56,6 +57,17 @@ TWO_PHASE_KINDS = frozenset(
 )
 
 DML_STATEMENTS = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)
+DML_COMMANDS: dict[type[ast.Node], str] = {
+    ast.InsertStmt: "INSERT",
+    ast.UpdateStmt: "UPDATE",
+    ast.DeleteStmt: "DELETE",
+    ast.MergeStmt: "MERGE",
+}
+
+FOREIGN_KEY_DETAIL = (
+    "A foreign key locks the table it references in SHARE ROW EXCLUSIVE mode, ahead of "
+    "every writer; a temporary table may reference only the session's temporary tables."
+)
 
 # Statements PostgreSQL runs in a read-only transaction although they change
 # the server's state (ClassifyUtilityCommandAsReadOnly: they leave pg_dump's
@@ -157,7 +169,8 @@ def decide_set(stmt: ast.VariableSetStmt, settings: PolicySettings) -> Verdict:
             and len(args) == 1
             and parse_bool(constant_text(args[0]) or "") is True
         )
-        if sets_on:
+        # FROM CURRENT keeps the value in force; the shim's check hooks guard it anyway.
+        if sets_on or kind == VariableSetKind.VAR_SET_CURRENT:
             return Verdict.allow("session_setting")
         # A value meets the shim's check hook, which keeps the setting on; a
         # reset does not, and the shim sets it on again right after the
@@ -199,11 +212,52 @@ def explain_analyzes(stmt: ast.ExplainStmt) -> bool:
     return analyze
 
 
-def decide_explain(stmt: ast.ExplainStmt, settings: PolicySettings) -> Verdict:
-    """Plain EXPLAIN passes; EXPLAIN ANALYZE must not run a writing statement."""
+def written_relations(stmt: ast.Node | None) -> list[ast.RangeVar | None]:
+    """The relations a query writes: its target, and those of its data-modifying
+    WITH clauses at any depth."""
+    written: list[ast.RangeVar | None] = []
+    if isinstance(stmt, DML_STATEMENTS):
+        written.append(stmt.relation)
+    with_clause = getattr(stmt, "withClause", None)
+    for cte in (with_clause.ctes if isinstance(with_clause, ast.WithClause) else ()) or ():
+        if isinstance(cte, ast.CommonTableExpr):
+            written.extend(written_relations(cte.ctequery))
+    return written
+
+
+def query_write_verdict(
+    stmt: ast.Node | None, settings: PolicySettings, facts: CatalogFacts
+) -> Verdict | None:
+    """The refusal of a query that writes a relation the executor check (block_dml;
+    temporary tables under allow_temp_objects) or read-only forcing (permanent
+    relations) refuses; None when it writes none.
+
+    Parse analysis locks a write's target in ROW EXCLUSIVE mode before anything
+    else runs (PREPARE, plain EXPLAIN, the protocol's Parse message), so the shim
+    refuses such a query right after parse analysis (installer/parse_locks.c has
+    the same rule), with the executor check's words.
+    """
+    for relation in written_relations(stmt):
+        temporary = relation_is_temporary(relation, facts)
+        if (settings.block_dml and not (settings.allow_temp_objects and temporary)) or (
+            settings.force_read_only and not temporary
+        ):
+            if isinstance(stmt, DML_STATEMENTS):
+                return Verdict.refuse("dml", messages.DML.format(command=DML_COMMANDS[type(stmt)]))
+            return Verdict.refuse("modifying_cte", messages.MODIFYING_CTE)
+    return None
+
+
+def decide_explain(stmt: ast.ExplainStmt, settings: PolicySettings, facts: CatalogFacts) -> Verdict:
+    """EXPLAIN of a query the write rules refuse is refused, ANALYZE or not: its
+    parse analysis takes the write's locks.  Plain EXPLAIN passes otherwise;
+    EXPLAIN ANALYZE must not run a writing statement."""
+    query = stmt.query
+    inner = query.query if isinstance(query, ast.CreateTableAsStmt) else query
+    if (refused := query_write_verdict(inner, settings, facts)) is not None:
+        return refused
     if not explain_analyzes(stmt):
         return Verdict.allow("explain")
-    query = stmt.query
     writes_data = isinstance(query, DML_STATEMENTS) or (
         isinstance(query, ast.SelectStmt) and select_writes(query)
     )
@@ -215,17 +269,27 @@ def decide_explain(stmt: ast.ExplainStmt, settings: PolicySettings) -> Verdict:
     return Verdict.allow("explain")
 
 
-def decide_copy(stmt: ast.CopyStmt, settings: PolicySettings) -> Verdict:
-    """COPY TO the client passes; COPY FROM, TO PROGRAM and TO a server file do not."""
+def decide_copy(stmt: ast.CopyStmt, settings: PolicySettings, facts: CatalogFacts) -> Verdict:
+    """COPY TO the client passes; COPY FROM only under block_dml off, and into a
+    permanent table only without read-only forcing (PostgreSQL's own check).
+
+    A program (either direction) runs a shell command as the server's operating
+    system user, and COPY TO a file writes one: refused whatever the settings,
+    since PostgreSQL runs both in a read-only transaction (COPY FROM a program
+    into a temporary table too).  COPY FROM a server file only reads it, as the
+    role's pg_read_server_files membership allows.
+    """
+    if stmt.is_program:
+        if stmt.is_from:
+            return Verdict.refuse("copy_from_program", messages.COPY_FROM_PROGRAM)
+        return Verdict.refuse("copy_to_program", messages.COPY_TO_PROGRAM)
     if stmt.is_from:
-        if settings.block_dml:
+        if settings.block_dml or (
+            settings.force_read_only and not relation_is_temporary(stmt.relation, facts)
+        ):
             return Verdict.refuse("copy_from", messages.COPY_FROM)
         return Verdict.allow("copy_from")
-    # PostgreSQL lets a read-only transaction write these, so forcing refuses them too.
-    refuses_outside_writes = settings.block_ddl or settings.force_read_only
-    if stmt.is_program and refuses_outside_writes:
-        return Verdict.refuse("copy_to_program", messages.COPY_TO_PROGRAM)
-    if stmt.filename is not None and refuses_outside_writes:
+    if stmt.filename is not None:
         return Verdict.refuse("copy_to_file", messages.COPY_TO_FILE)
     return Verdict.allow("copy_to")
 
@@ -298,6 +362,44 @@ def relation_is_temporary(rel: ast.RangeVar | None, facts: CatalogFacts) -> bool
     return rel is not None and resolves_temporary(range_var_name(rel), facts)
 
 
+def references_temporary(
+    constraint: ast.Constraint, created: ast.RangeVar | None, facts: CatalogFacts
+) -> bool:
+    """Does a foreign key reference one of the session's temporary tables: by a name
+    that resolves to one now, or by the name of the table being created when
+    nothing by that name exists yet (a self-reference)?"""
+    referenced = constraint.pktable
+    if referenced is None:
+        return False
+    persistence = facts.relation_persistence(range_var_name(referenced))
+    if persistence is not None:
+        return persistence == TEMPORARY
+    return (
+        created is not None
+        and referenced.catalogname is None
+        and referenced.relname == created.relname
+        and referenced.schemaname in (None, "pg_temp")
+    )
+
+
+def foreign_keys_temporary(stmt: ast.CreateStmt, facts: CatalogFacts) -> bool:
+    """Does every foreign key of a CREATE TABLE (column or table constraint)
+    reference a temporary table of the session?  installer/parse_locks.c has the same."""
+    constraints: list[ast.Node] = []
+    for element in stmt.tableElts or ():
+        if isinstance(element, ast.ColumnDef):
+            constraints.extend(element.constraints or ())
+        else:
+            constraints.append(element)
+    constraints.extend(stmt.constraints or ())
+    return all(
+        references_temporary(constraint, stmt.relation, facts)
+        for constraint in constraints
+        if isinstance(constraint, ast.Constraint)
+        and constraint.contype == ConstrType.CONSTR_FOREIGN
+    )
+
+
 def decide_temporary(stmt: ast.Node, facts: CatalogFacts) -> Verdict | None:
     """pysafe.allow_temp_objects: creating, filling, emptying and dropping the
     session's own temporary tables.  None when the statement is not of that kind."""
@@ -305,7 +407,12 @@ def decide_temporary(stmt: ast.Node, facts: CatalogFacts) -> Verdict | None:
     if isinstance(stmt, ast.CreateStmt):
         # Inheriting from or partitioning a permanent table would tie it to ours.
         plain = not stmt.inhRelations and stmt.partbound is None
-        return allowed if plain and names_temporary(stmt.relation) else None
+        if not (plain and names_temporary(stmt.relation)):
+            return None
+        if not foreign_keys_temporary(stmt, facts):
+            # PostgreSQL refuses it too, but only once it holds the lock.
+            return Verdict.refuse("lock", messages.LOCKS, FOREIGN_KEY_DETAIL)
+        return allowed
     if isinstance(stmt, ast.CreateTableAsStmt):
         creates_table = stmt.objtype == ObjectType.OBJECT_TABLE
         into = stmt.into.rel if stmt.into is not None else None
@@ -335,6 +442,10 @@ def decide_utility_node(
     stmt: ast.Node, command: str, settings: PolicySettings, facts: CatalogFacts
 ) -> Verdict:
     """Decide one parsed utility statement; ``command`` names it in messages."""
+    if isinstance(stmt, ast.CreateTableAsStmt) and (
+        refused := query_write_verdict(stmt.query, settings, facts)
+    ):
+        return refused  # the shim refuses it right after parse analysis
     if settings.allow_temp_objects and (temporary := decide_temporary(stmt, facts)):
         return temporary
     if isinstance(stmt, ast.VariableSetStmt):
@@ -349,20 +460,33 @@ def decide_utility_node(
     if isinstance(stmt, ast.TransactionStmt):
         return decide_transaction(stmt, settings)
     if isinstance(stmt, ast.ExplainStmt):
-        return decide_explain(stmt, settings)
+        return decide_explain(stmt, settings, facts)
     if isinstance(stmt, ast.CopyStmt):
-        return decide_copy(stmt, settings)
+        return decide_copy(stmt, settings, facts)
     if isinstance(stmt, ast.DoStmt):
         return decide_do(stmt, settings, facts)
+    if isinstance(stmt, ast.PrepareStmt) and (
+        refused := query_write_verdict(stmt.query, settings, facts)
+    ):
+        return refused  # the shim refuses it right after parse analysis
     if type(stmt) in SESSION_STATEMENTS:
         return Verdict.allow(SESSION_STATEMENTS[type(stmt)])
     if isinstance(stmt, ast.LockStmt):
-        if (stmt.mode or 0) > ROW_SHARE_LOCK and settings.block_ddl:
+        # PostgreSQL takes any LOCK in a read-only transaction; forcing refuses
+        # what only a writer needs, as block_ddl does.
+        if (stmt.mode or 0) > ROW_SHARE_LOCK and (settings.block_ddl or settings.force_read_only):
             return Verdict.refuse("lock", messages.LOCKS)
         return Verdict.allow("lock")
     if not settings.block_ddl:
         if settings.force_read_only and isinstance(stmt, WRITES_PERMITTED_READ_ONLY):
             return decide_write_permitted_read_only(stmt, command)
+        if isinstance(stmt, ast.AlterSystemStmt):
+            return Verdict.refuse(
+                "server_files",
+                messages.COMMAND.format(command=command),
+                "ALTER SYSTEM writes postgresql.auto.conf; a restricted session writes no "
+                "server file, whatever the pysafe settings.",
+            )
         return Verdict.allow("ddl_allowed")
     return decide_ddl_category(stmt, command)
 
