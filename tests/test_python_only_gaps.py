@@ -180,6 +180,21 @@ def test_gap_a_session_switches_read_only_off(
 
 
 @pytest.mark.usefixtures("rows")
+def test_gap_copy_from_after_read_only_is_off(cluster: LocalCluster) -> None:
+    """COPY FROM is no DDL event either: refused by the default alone."""
+    with cluster.connect("reporting") as conn:
+        with (
+            pytest.raises(psycopg.errors.ReadOnlySqlTransaction),
+            conn.cursor().copy("COPY t FROM STDIN") as copy,
+        ):
+            copy.write_row((4,))
+        conn.execute(READ_WRITE)
+        with conn.cursor().copy("COPY t FROM STDIN") as copy:
+            copy.write_row((4,))
+    assert count(cluster) == 4
+
+
+@pytest.mark.usefixtures("rows")
 def test_startup_option_turning_read_only_off(cluster: LocalCluster) -> None:
     """-c default_transaction_read_only=off: a gap before 17; from 17 the login trigger wins."""
     option = {"options": "-c default_transaction_read_only=off"}
