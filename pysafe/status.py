@@ -19,7 +19,8 @@ class StatusFacts:
     login_trigger_language: str | None  # of the enabled pysafe_login trigger
     ddl_veto_trigger: bool  # pysafe_ddl_veto enabled
     session_preload: bool  # pysafe_session in session_preload_libraries
-    roles_with_read_only_default: int
+    # restricted login roles whose sessions would not start read-only (Python-only, before 17)
+    roles_missing_read_only_default: tuple[str, ...]
     session_user: str = ""
     restriction_path: str | None = None  # "alice > team > reporting"
     extension_version: str | None = None
@@ -140,12 +141,40 @@ def login_row(facts: StatusFacts) -> StatusRow:
         if facts.session_preload:
             detail += "; pysafe_session at connection"
         return StatusRow(name, True, detail)
-    count = facts.roles_with_read_only_default
+    missing = facts.roles_missing_read_only_default
+    if missing:
+        return StatusRow(
+            name,
+            False,
+            f"not live for {', '.join(missing)}: no role-level default_transaction_read_only "
+            "= on, or a per-database value beats it (a restricted role can ALTER ROLE itself); "
+            "SELECT pysafe.apply_role_defaults() sets it again",
+        )
     return StatusRow(
         name,
-        count > 0,
-        f"role-level defaults on {count} role(s); run SELECT "
+        True,
+        "role-level defaults on every restricted login role; run SELECT "
         "pysafe.apply_role_defaults() after changing pysafe.roles",
+    )
+
+
+def self_change_row(facts: StatusFacts) -> StatusRow:
+    """TRUNCATE and ALTER ROLE on itself fire no event trigger: say what that leaves open."""
+    name = "TRUNCATE and ALTER ROLE on itself refused"
+    if facts.shim_loaded:
+        return StatusRow(name, True, "utility veto, and read-only forcing")
+    later = (
+        "its login trigger still starts the next sessions read-only"
+        if facts.server_version_num >= LOGIN_EVENT_VERSION
+        else "a RESET of its own default_transaction_read_only makes its next sessions "
+        "read-write until SELECT pysafe.apply_role_defaults()"
+    )
+    return StatusRow(
+        name,
+        False,
+        "not live: neither fires an event trigger, so only the read-only default refuses them; "
+        "after SET default_transaction_read_only = off a restricted session can TRUNCATE, "
+        f"change its own password and its own defaults ({later})",
     )
 
 
@@ -202,6 +231,7 @@ def status_rows(facts: StatusFacts) -> list[StatusRow]:
             ddl_detail if facts.ddl_veto_trigger else "not live: pysafe_ddl_veto missing",
         ),
         login_row(facts),
+        self_change_row(facts),
         StatusRow(
             "refusals logged",
             facts.log_refusals,

@@ -17,6 +17,7 @@ FULL_MODE_LIVE = [
     "checks in parallel workers",
     "replication connections refused",
     "read-only defaults at login",
+    "TRUNCATE and ALTER ROLE on itself refused",
 ]
 
 

@@ -135,9 +135,7 @@ SELECT current_setting('server_version_num')::int AS version,
        EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger
                 WHERE evtname = 'pysafe_ddl_veto' AND evtenabled <> 'D') AS ddl_veto,
        pysafe_internal.session_library_listed() AS session_preload,
-       (SELECT count(*) FROM pg_catalog.pg_db_role_setting
-         WHERE setdatabase = 0
-           AND 'default_transaction_read_only=on' = ANY (setconfig))::int AS role_defaults,
+       pysafe_internal.roles_missing_read_only_default() AS missing_defaults,
        session_user::text AS session_user,
        pysafe_internal.restriction_path(
          (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user)) AS path,
@@ -164,7 +162,7 @@ def status(plpy: Any) -> list[tuple[str, bool, str]]:
         login_trigger_language=row["login_language"],
         ddl_veto_trigger=row["ddl_veto"],
         session_preload=row["session_preload"],
-        roles_with_read_only_default=row["role_defaults"],
+        roles_missing_read_only_default=tuple(row["missing_defaults"] or ()),
         session_user=row["session_user"],
         restriction_path=row["path"],
         extension_version=row["extension"],
