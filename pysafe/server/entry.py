@@ -17,7 +17,12 @@ from typing import Any
 from pglast.parser import ParseError
 
 from pysafe.policy.calls import UNKNOWN, CalledFunction, CallReader
-from pysafe.policy.parsing import MAX_DECIDED_BYTES, StatementTooDeep
+from pysafe.policy.parsing import (
+    INLINE_PARSE_BYTES,
+    MAX_DECIDED_BYTES,
+    StatementTooDeep,
+    release_freed_memory,
+)
 from pysafe.policy.settings import PolicySettings
 from pysafe.policy.statement import decide_node, decide_statement, decide_text
 from pysafe.policy.verdict import READ_ONLY_SQLSTATE
@@ -118,6 +123,9 @@ def decide_utility(
         while_waiting=interrupt_taker(plpy),
     )
     reply = verdict.as_server_reply()
+    if len(statement) > INLINE_PARSE_BYTES:
+        # The tree of a long statement is garbage now: give its heap back.
+        release_freed_memory()
     if reply is None and server_reading is not None and not facts.read_relations:
         return PURE_ALLOW_REPLY
     return reply
