@@ -303,6 +303,12 @@ class ServerCallFacts:
 
 CheckRow = tuple[str, str, str, str | None, str | None]
 
+# The detail of an "unknown" row whose calls nest too deeply to follow.
+TOO_DEEP_STATEMENT = (
+    "the statement nests too deeply for pysafe.check() to follow its calls; split it"
+    " into smaller parts to have them checked (it still meets every check as it runs)"
+)
+
 # The DETAIL endings of the shim's function refusals (installer/functions.c),
 # and the rule each is logged under.
 SHIM_REFUSAL_RULES = (
@@ -327,7 +333,7 @@ def check(sql: str, role: str, plpy: Any) -> list[CheckRow]:
     allows, the function checks the shim applies when the plan starts, and
     the statements the called functions' bodies run (pysafe.policy.calls).
     """
-    if len(sql) > MAX_DECIDED_BYTES:
+    if len(sql.encode()) > MAX_DECIDED_BYTES:  # bytes, as the shim counts them
         plpy.error(
             f"the SQL given to pysafe.check() is longer than {MAX_DECIDED_BYTES // 1024} kB,"
             " the most pysafe's policy reads",
@@ -381,6 +387,9 @@ def check(sql: str, role: str, plpy: Any) -> list[CheckRow]:
         try:
             with plpy.subtransaction():
                 outcome = reader.statement_outcome(result.text, result.stmt)
+        except (StatementTooDeep, RecursionError):
+            rows.append((result.text, UNKNOWN, verdict.rule, None, TOO_DEEP_STATEMENT))
+            continue
         except plpy.SPIError as error:
             if getattr(error, "sqlstate", None) == READ_ONLY_SQLSTATE:
                 # A restricted caller: the shim refused a call while the plan
