@@ -41,7 +41,7 @@ def test_check_cuts_multi_byte_text_at_the_right_places(server: Server) -> None:
 
 
 def test_check_of_a_deep_statement_is_a_clean_error(server: Server) -> None:
-    deep = "SELECT 'é'; SELECT 1" + "+1" * 10_000  # too deep for libpg_query's tree output
+    deep = "SELECT 'é'; SELECT 1" + "+1" * 20_000  # too deep for libpg_query's tree output
     with server.connect() as conn:
         refusal = attempt_on(conn, f"SELECT * FROM pysafe.check($t${deep}$t$, 'reporting')")
     assert refusal is not None and refusal.sqlstate == "54001", refusal
@@ -57,7 +57,7 @@ DEEP_BODIES = {
     + "END IF; " * 3000
     + "END$$",
     # An expression too deep for libpg_query's tree output (StatementTooDeep).
-    "deep expression": "DO $$BEGIN PERFORM 1" + "+1" * 10_000 + "; END$$",
+    "deep expression": "DO $$BEGIN PERFORM 1" + "+1" * 20_000 + "; END$$",
 }
 
 
