@@ -9,7 +9,8 @@ no more than 20 MB beyond what a bare backend's does).  Then it sends a
 statement that only the Python policy decides (a CREATE TABLE AS, which it
 refuses) just under the 256 kB the policy reads at most, cancels it while
 the policy parses it, and reports how long the statement took to end after
-the cancel and its SQLSTATE (goal: 57014 within 100 ms).
+the cancel and its SQLSTATE (goal: 57014 within 500 ms: a cancelled decision
+waits for the rest of its parse, so that nothing of it stays in the backend).
 
     python bench/huge_statements.py [--rounds N] [--constants N]
 """
@@ -34,7 +35,7 @@ TIME_GOAL = 2.0
 MEMORY_GOAL_MB = 20.0  # growth of the backend's resident memory beyond a bare backend's
 CANCEL_AFTER_SECONDS = 0.05  # the policy parses the 230 kB statement for about 0.2 s
 CANCEL_CONSTANTS = 36_000  # just under the 256 kB the policy reads at most
-CANCEL_GOAL_MS = 100.0
+CANCEL_GOAL_MS = 500.0
 
 
 def in_list(constants: int) -> str:

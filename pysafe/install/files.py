@@ -155,14 +155,60 @@ def copy_package(source: Path, destination: Path) -> None:
     shutil.copytree(source, destination, ignore=shutil.ignore_patterns("__pycache__", "_assets"))
 
 
-def copy_pglast(destination: Path, server_python: tuple[int, int]) -> None:
-    """pglast for the server's interpreter: ours if the versions match, else from PyPI."""
+# The pglast release whose libpg_query embeds each server's grammar, by
+# server major version (pglast.parser.get_postgresql_version() says which;
+# each has cp311 and cp313 wheels on PyPI).  The policy should read a
+# statement as the server it runs in reads it ("EXECUTE system_user"
+# parses on 15 and not on 16+).  No pglast for PostgreSQL 14 has wheels for
+# today's Pythons: 14 would get 15's grammar, the nearest.
+PGLAST_FOR_SERVER: dict[int, str] = {14: "5.10", 15: "5.10", 16: "6.17", 17: "7.22", 18: "8.8"}
+# The grammars install places today.  Before PostgreSQL 18's, libpg_query
+# does not check the depth of the trees it hands pglast, so nothing bounds a
+# long statement's parse: pglast 5 takes 5 s to build the tree of a 256 kB
+# "SELECT 1+1+..." (0.2 s is the bound), and a cancel waits for it
+# (pysafe/policy/parsing.py, DEPTH_CHECKED_OUTPUT).  Until a gate as cheap
+# as 18's exists for them, every server gets pglast 8, PostgreSQL 18's
+# grammar, and what it reads differently is refused as a parser
+# disagreement or a syntax error (docs/coverage.md, Known gaps).
+PLACED_GRAMMARS = frozenset({18})
+DEFAULT_PGLAST = PGLAST_FOR_SERVER[18]
+
+
+def pglast_release(server_major: int) -> str:
+    """The pglast version install places for a server major version."""
+    if server_major in PLACED_GRAMMARS:
+        return PGLAST_FOR_SERVER[server_major]
+    return DEFAULT_PGLAST
+
+
+def pglast_grammar(release: str) -> int:
+    """The PostgreSQL major whose grammar a pglast release embeds (5 is 15's, ...)."""
+    return int(release.split(".", maxsplit=1)[0]) + 10
+
+
+def local_pglast_grammar() -> int | None:
+    """The grammar (server major) of the pglast this Python imports, if any."""
+    try:
+        from pglast.parser import get_postgresql_version  # noqa: PLC0415
+    except ImportError:
+        return None
+    return int(get_postgresql_version()[0])
+
+
+def copy_pglast(destination: Path, server_python: tuple[int, int], server_major: int) -> None:
+    """pglast with the server's grammar for the server's interpreter: ours if
+    both match, else the release of PGLAST_FOR_SERVER from PyPI."""
+    release = pglast_release(server_major)
+    wanted_grammar = pglast_grammar(release)
     spec = importlib.util.find_spec("pglast")
-    if spec is not None and spec.origin and sys.version_info[:2] == server_python:
+    if (
+        spec is not None
+        and spec.origin
+        and sys.version_info[:2] == server_python
+        and local_pglast_grammar() == wanted_grammar
+    ):
         copy_package(Path(spec.origin).parent, destination / "pglast")
         return
-    import pglast  # noqa: PLC0415 - its version pins the download
-
     version = f"{server_python[0]}.{server_python[1]}"
     result = subprocess.run(
         [
@@ -177,7 +223,7 @@ def copy_pglast(destination: Path, server_python: tuple[int, int]) -> None:
             version,
             "--target",
             str(destination),
-            f"pglast=={pglast.__version__.lstrip('v')}",
+            f"pglast=={release}",
         ],
         capture_output=True,
         text=True,
@@ -185,18 +231,20 @@ def copy_pglast(destination: Path, server_python: tuple[int, int]) -> None:
     )
     if result.returncode != 0:
         raise InstallError(
-            f"could not fetch pglast for the server's Python {version}: "
-            f"{result.stderr.strip()[-400:]}; install pysafe from a Python {version} "
-            "environment, or give this host access to PyPI."
+            f"could not fetch pglast {release} (PostgreSQL {server_major}'s grammar) for the "
+            f"server's Python {version}: {result.stderr.strip()[-400:]}; give this host access "
+            f"to PyPI, or install pysafe from a Python {version} environment with "
+            f"pglast=={release} installed."
         )
 
 
 def place_python_code(paths: ServerPaths, server_python: tuple[int, int]) -> None:
-    """Copy pysafe and pglast where PL/Python imports them, byte-compiled when we can."""
+    """Copy pysafe and pglast (with the server's grammar) where PL/Python
+    imports them, byte-compiled when we can."""
 
     def fill(staging: Path) -> None:
         copy_package(PACKAGE_DIR, staging / "pysafe")
-        copy_pglast(staging, server_python)
+        copy_pglast(staging, server_python, paths.major)
         if sys.version_info[:2] == server_python:
             compileall.compile_dir(staging, quiet=1)
 

@@ -21,7 +21,7 @@ from pglast.parser import ParseError
 from pglast.visitors import Visitor
 
 from pysafe.policy import messages
-from pysafe.policy.parsing import parse_statements
+from pysafe.policy.parsing import StatementTooDeep, parse_statements
 from pysafe.policy.settings import PolicySettings
 from pysafe.policy.verdict import Verdict
 
@@ -34,6 +34,11 @@ PLPGSQL_ASSIGNMENTS = (3, 4, 5)
 # Exception conditions that catch a pysafe refusal (SQLSTATE 25006).
 CATCHING_CONDITIONS = frozenset({"others", "read_only_sql_transaction", "25006"})
 UNKNOWN = "unknown"
+# Why a body is "unknown" when it nests too deeply for the reader to walk.
+TOO_DEEP_BODY = (
+    "its body nests too deeply for pysafe.check() to read; split it into smaller"
+    " functions to have it checked (its statements still meet every check as they run)"
+)
 
 
 @dataclass(frozen=True)
@@ -152,9 +157,14 @@ class CallReader:
                 pieces = list(plpgsql_body(function.definition))
         except (ParseError, DynamicSql) as error:
             return Outcome(None, f"{function.name}: {error}")
+        except (StatementTooDeep, RecursionError):
+            return Outcome(None, f"{function.name}: {TOO_DEEP_BODY}")
         unknown = None
         for stmt, caught in pieces:
-            outcome = self.body_statement(stmt, depth, seen)
+            try:
+                outcome = self.body_statement(stmt, depth, seen)
+            except RecursionError:
+                return Outcome(None, f"{function.name}: {TOO_DEEP_BODY}")
             if outcome.verdict is not None and not outcome.verdict.allowed:
                 if caught:
                     continue  # the body's EXCEPTION handler catches the refusal

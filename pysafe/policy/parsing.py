@@ -11,8 +11,9 @@ takes it.  So:
   tree is at most about a thousand levels deep, which needs well under 1 MB
   of stack (tests/test_parsing.py measures it).
 - A longer one is parsed in two steps.  libpg_query's protobuf output, which
-  checks its own stack depth, refuses trees deeper than a few thousand
-  levels (:class:`StatementTooDeep`).  pglast then builds the tree in a
+  checks its own stack depth (PostgreSQL 18's grammar, pglast 8; see
+  DEPTH_CHECKED_OUTPUT for the earlier ones), refuses trees deeper than a few
+  thousand levels (:class:`StatementTooDeep`).  pglast then builds the tree in a
   thread whose stack is many times larger than the deepest tree that step
   lets through needs (measured: about 6 MB for 10,000 chained UNIONs).  The
   thread runs only pglast, with every signal blocked so that the server's
@@ -28,13 +29,14 @@ result is dropped).
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 from collections.abc import Callable
 from typing import TypeVar
 
 from pglast import ast, parse_sql
-from pglast.parser import ParseError, parse_sql_protobuf
+from pglast.parser import ParseError, get_postgresql_version, parse_sql_protobuf
 
 # Statements up to this size are parsed on the caller's stack.
 INLINE_PARSE_BYTES = 2048
@@ -45,8 +47,22 @@ INLINE_PARSE_BYTES = 2048
 # statements clients send at such sizes (queries, EXPLAIN of a query, COPY
 # TO STDOUT, DECLARE) never need the policy.
 MAX_DECIDED_BYTES = 256 * 1024
+# The grammar of the pglast this interpreter imports: install places the
+# one of the server's own major version (pysafe/install/files.py).
+GRAMMAR_MAJOR = int(get_postgresql_version()[0])
+# libpg_query checks the depth of its protobuf output from PostgreSQL 18's
+# (pglast 8) on.  Earlier ones (pglast 5 for 15, 7 for 17) have no such
+# check, and their protobuf step overflows even the thread's stack on deep
+# trees: there is no gate, and the thread's stack must hold the deepest tree
+# MAX_DECIDED_BYTES can spell (about 130,000 levels: "SELECT 1+1+...").
+# Measured outside the server, pglast 5 needs 24 to 32 MB for it and
+# pglast 7 32 to 64 MB; a longer text is not parsed at all with them.
+DEPTH_CHECKED_OUTPUT = GRAMMAR_MAJOR >= 18
 # The parsing thread's stack: virtual memory, committed only as far as used.
-PARSE_STACK_BYTES = 64 * 1024 * 1024
+PARSE_STACK_BYTES = (64 if DEPTH_CHECKED_OUTPUT else 256) * 1024 * 1024
+# Without the gate, the depth at which a parsed tree counts as too deep, as
+# the gate's trees do (PostgreSQL 18's refuses 6,000 chained terms).
+MAX_TREE_DEPTH = 10_000
 # How often a parse in the thread lets the caller look for a cancel.
 WAIT_SLICE_SECONDS = 0.02
 # What libpg_query says of a tree too deep for it (the C stack, or protobuf's own limit).
@@ -85,14 +101,51 @@ def run_with_large_stack(
             signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
     finally:
         threading.stack_size(previous_size)
-    thread.join(WAIT_SLICE_SECONDS)
-    while thread.is_alive():
-        if while_waiting is not None:
-            while_waiting()
+    try:
         thread.join(WAIT_SLICE_SECONDS)
+        while thread.is_alive():
+            if while_waiting is not None:
+                while_waiting()
+            thread.join(WAIT_SLICE_SECONDS)
+    except BaseException:
+        # Giving up (a cancel, a statement_timeout): the parse cannot be
+        # stopped, and a thread left running would keep its tree until the
+        # session's next Python call, since the backend holds the interpreter
+        # lock whenever it is outside Python.  The parse is bounded (about
+        # 0.2 s at MAX_DECIDED_BYTES), so wait for it, drop its result, and
+        # hand the memory back before the error ends the statement.
+        thread.join()
+        outcome.clear()
+        release_freed_memory()
+        raise
     if "error" in outcome:
-        raise outcome["error"]  # type: ignore[misc]
-    return outcome["value"]  # type: ignore[return-value]
+        raise outcome.pop("error")  # type: ignore[misc]
+    return outcome.pop("value")  # type: ignore[return-value]
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None where the C library has none."""
+    import ctypes  # noqa: PLC0415 - only long statements need it
+
+    try:
+        libc = ctypes.CDLL(None)
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+def release_freed_memory() -> None:
+    """Give the heap a long parse freed back to the operating system.
+
+    The parsing thread allocates in its own malloc arena; glibc keeps what
+    it frees there (tens of MB after a statement near MAX_DECIDED_BYTES)
+    unless asked.  malloc_trim(0) returns it, in well under a millisecond.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def check_depth(text: str) -> None:
@@ -118,5 +171,37 @@ def parse_statements(
     """pglast's parse of ``text``; raises ParseError, or StatementTooDeep."""
     if len(text) <= INLINE_PARSE_BYTES:  # characters: never more than the bytes
         return parse_sql(text)
-    check_depth(text)
-    return run_with_large_stack(parse_sql, text, while_waiting=while_waiting)
+    if DEPTH_CHECKED_OUTPUT:
+        check_depth(text)
+    elif len(text.encode()) > MAX_DECIDED_BYTES:
+        # Without the gate only the length bounds the depth (a function body
+        # pysafe.check() reads may be longer than any statement it decides).
+        raise StatementTooDeep(
+            f"the text is longer than {MAX_DECIDED_BYTES // 1024} kB, and PostgreSQL "
+            f"{GRAMMAR_MAJOR}'s parser in pglast does not check depth; split it into smaller parts"
+        )
+    parsed = run_with_large_stack(parse_sql, text, while_waiting=while_waiting)
+    if not DEPTH_CHECKED_OUTPUT and tree_deeper_than(parsed, MAX_TREE_DEPTH):
+        raise StatementTooDeep(
+            "the statement nests too deeply for pysafe to check; "
+            "split the expression or the query into smaller parts"
+        )
+    return parsed
+
+
+def tree_deeper_than(roots: tuple[ast.Node, ...], limit: int) -> bool:
+    """Is any path of pglast's tree longer than ``limit`` nodes?  Walked
+    without recursion, so that a deep tree cannot exhaust Python's stack."""
+    pending: list[tuple[object, int]] = [(root, 1) for root in roots]
+    while pending:
+        node, depth = pending.pop()
+        if isinstance(node, tuple):
+            pending.extend((item, depth) for item in node)
+        elif isinstance(node, ast.Node):
+            if depth > limit:
+                return True
+            for name in type(node).__slots__:  # type: ignore[attr-defined]
+                value = getattr(node, name, None)
+                if isinstance(value, ast.Node | tuple):
+                    pending.append((value, depth + 1))
+    return False

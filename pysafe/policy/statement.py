@@ -137,6 +137,21 @@ def decide_statement(
     stmt = parsed[0].stmt
     if stmt is None:
         return Verdict.refuse("unparsable", messages.UNPARSABLE.format(command=server_tag))
+    try:
+        return decide_parsed(stmt, server_tag, settings, facts, server_reading)
+    except RecursionError as error:
+        unverified = messages.UNPARSABLE.format(command=server_tag)
+        return Verdict.refuse("too_deep", unverified, str(too_deep_to_walk(error)))
+
+
+def decide_parsed(
+    stmt: ast.Node,
+    server_tag: str,
+    settings: PolicySettings,
+    facts: CatalogFacts,
+    server_reading: str | None,
+) -> Verdict:
+    """decide_statement() once pglast has read exactly one statement."""
     if server_reading is not None and (ours := reading(stmt)) != server_reading:
         return Verdict.refuse(
             "parser_disagreement",
@@ -158,14 +173,27 @@ def decide_statement(
 
 
 def statement_texts(text: str, parsed: tuple[ast.RawStmt, ...]) -> list[str]:
-    """Cut a text into its statements using pglast's byte offsets."""
-    encoded = text.encode()
+    """Cut a text into its statements at pglast's offsets.
+
+    libpg_query counts bytes of the UTF-8 text, as the server does, but
+    pglast hands its nodes over with every location turned into an offset
+    in the Python string (pglast 5, 7 and 8 alike), so the string is cut,
+    not its bytes: cutting the bytes split multi-byte characters (issue 17).
+    """
     pieces = []
     for raw in parsed:
         start = raw.stmt_location or 0
-        end = start + raw.stmt_len if raw.stmt_len else len(encoded)
-        pieces.append(encoded[start:end].decode().strip())
+        end = start + raw.stmt_len if raw.stmt_len else len(text)
+        pieces.append(text[start:end].strip())
     return pieces
+
+
+def too_deep_to_walk(error: RecursionError) -> StatementTooDeep:
+    """What a tree too deep for the policy's walk in Python is: too deep to check."""
+    return StatementTooDeep(
+        "the statement nests too deeply for pysafe to check; "
+        "split the expression or the query into smaller parts"
+    )
 
 
 def decide_text(
@@ -177,7 +205,8 @@ def decide_text(
 ) -> list[StatementVerdict]:
     """What the policy does with each statement of a text (``pysafe check``).
 
-    Raises :class:`pglast.parser.ParseError` for text that does not parse.
+    Raises :class:`pglast.parser.ParseError` for text that does not parse,
+    :class:`StatementTooDeep` for text that nests too deeply to check.
     ``while_waiting`` runs while a long text is parsed (see
     :func:`parse_statements`).
     """
@@ -188,6 +217,9 @@ def decide_text(
     for raw, piece in zip(parsed, statement_texts(text, parsed), strict=True):
         assert raw.stmt is not None
         command = type(raw.stmt).__name__
-        verdict = decide_node(raw.stmt, command, settings, facts)
+        try:
+            verdict = decide_node(raw.stmt, command, settings, facts)
+        except RecursionError as error:
+            raise too_deep_to_walk(error) from None
         results.append(StatementVerdict(piece, verdict, raw.stmt))
     return results

@@ -17,7 +17,12 @@ from typing import Any
 from pglast.parser import ParseError
 
 from pysafe.policy.calls import UNKNOWN, CalledFunction, CallReader
-from pysafe.policy.parsing import MAX_DECIDED_BYTES, StatementTooDeep
+from pysafe.policy.parsing import (
+    INLINE_PARSE_BYTES,
+    MAX_DECIDED_BYTES,
+    StatementTooDeep,
+    release_freed_memory,
+)
 from pysafe.policy.settings import PolicySettings
 from pysafe.policy.statement import decide_node, decide_statement, decide_text
 from pysafe.policy.verdict import READ_ONLY_SQLSTATE
@@ -118,6 +123,9 @@ def decide_utility(
         while_waiting=interrupt_taker(plpy),
     )
     reply = verdict.as_server_reply()
+    if len(statement) > INLINE_PARSE_BYTES:
+        # The tree of a long statement is garbage now: give its heap back.
+        release_freed_memory()
     if reply is None and server_reading is not None and not facts.read_relations:
         return PURE_ALLOW_REPLY
     return reply
@@ -361,6 +369,12 @@ class ServerCallFacts:
 
 CheckRow = tuple[str, str, str, str | None, str | None]
 
+# The detail of an "unknown" row whose calls nest too deeply to follow.
+TOO_DEEP_STATEMENT = (
+    "the statement nests too deeply for pysafe.check() to follow its calls; split it"
+    " into smaller parts to have them checked (it still meets every check as it runs)"
+)
+
 # What the DETAIL of each of the shim's function refusals says
 # (installer/functions.c), and the rule each is logged under.
 SHIM_REFUSAL_RULES = (
@@ -385,7 +399,7 @@ def check(sql: str, role: str, plpy: Any) -> list[CheckRow]:
     allows, the function checks the shim applies when the plan starts, and
     the statements the called functions' bodies run (pysafe.policy.calls).
     """
-    if len(sql) > MAX_DECIDED_BYTES:
+    if len(sql.encode()) > MAX_DECIDED_BYTES:  # bytes, as the shim counts them
         plpy.error(
             f"the SQL given to pysafe.check() is longer than {MAX_DECIDED_BYTES // 1024} kB,"
             " the most pysafe's policy reads",
@@ -439,6 +453,9 @@ def check(sql: str, role: str, plpy: Any) -> list[CheckRow]:
         try:
             with plpy.subtransaction():
                 outcome = reader.statement_outcome(result.text, result.stmt)
+        except (StatementTooDeep, RecursionError):
+            rows.append((result.text, UNKNOWN, verdict.rule, None, TOO_DEEP_STATEMENT))
+            continue
         except plpy.SPIError as error:
             if getattr(error, "sqlstate", None) == READ_ONLY_SQLSTATE:
                 # A restricted caller: the shim refused a call while the plan

@@ -1,0 +1,79 @@
+"""The policy should read statements with the grammar of the server it runs
+in (issue 17).  install places pglast 8 (PostgreSQL 18's grammar) on every
+server until the earlier releases' parse is bounded (pysafe/install/files.py,
+PLACED_GRAMMARS): the tests of 15 and 17 are expected to fail until then."""
+
+from __future__ import annotations
+
+import pytest
+
+from pysafe.install.files import PGLAST_FOR_SERVER, PLACED_GRAMMARS, pglast_grammar, pglast_release
+from tests.support import Server, attempt_on
+
+# A keyword since PostgreSQL 16: a plain name before, a syntax error after.
+SYSTEM_USER_STATEMENTS = (
+    "PREPARE system_user AS SELECT 1",
+    "EXPLAIN (ANALYZE) EXECUTE system_user",
+)
+
+
+def server_major(server: Server) -> int:
+    [(version,)] = server.admin("SELECT current_setting('server_version_num')::int")
+    return int(str(version)) // 10000
+
+
+def placed_grammar(server: Server) -> int:
+    """The grammar of the pglast PL/Python imports, asked inside the server."""
+    with server.connect() as conn:
+        conn.execute(
+            "CREATE FUNCTION pg_temp.pglast_grammar() RETURNS int LANGUAGE plpython3u AS $$"
+            "\nfrom pglast.parser import get_postgresql_version"
+            "\nreturn get_postgresql_version()[0]$$"
+        )
+        # pysafe's function put its folder on sys.path; load it first.
+        conn.execute("SELECT * FROM pysafe.check('SELECT 1')").fetchall()
+        [(grammar,)] = conn.execute("SELECT pg_temp.pglast_grammar()").fetchall()
+    return int(str(grammar))
+
+
+def expect_the_servers_grammar(server: Server) -> None:
+    if server_major(server) not in PLACED_GRAMMARS:
+        pytest.xfail("install places PostgreSQL 18's grammar here (files.PLACED_GRAMMARS)")
+
+
+def test_install_places_the_grammar_it_says(server: Server) -> None:
+    assert placed_grammar(server) == pglast_grammar(pglast_release(server_major(server)))
+
+
+def test_install_places_the_servers_grammar(server: Server) -> None:
+    expect_the_servers_grammar(server)
+    assert placed_grammar(server) == server_major(server)
+
+
+def test_a_name_that_is_a_keyword_only_in_later_versions(server: Server) -> None:
+    """On 15 the server and the policy both read system_user as a name: the
+    restricted role's EXPLAIN ANALYZE EXECUTE of it runs (it is refused with
+    PostgreSQL 18's grammar); from 16 both refuse it as a syntax error."""
+    expect_the_servers_grammar(server)
+    if server_major(server) >= 16:
+        for role in ("reporting", "writer"):
+            refusal = server.attempt(role, SYSTEM_USER_STATEMENTS[0])
+            assert refusal is not None and refusal.sqlstate == "42601", refusal
+        checked = server.attempt("postgres", "SELECT * FROM pysafe.check('EXECUTE system_user')")
+        assert checked is not None and checked.sqlstate == "42601", checked
+        return
+    for role in ("reporting", "writer"):
+        with server.connect(role) as conn:
+            assert attempt_on(conn, *SYSTEM_USER_STATEMENTS) is None
+            # Through the extended protocol as well.
+            conn.execute("DEALLOCATE system_user")
+            conn.execute(SYSTEM_USER_STATEMENTS[0], prepare=True)
+            assert attempt_on(conn, SYSTEM_USER_STATEMENTS[1]) is None
+    rows = server.admin("SELECT verdict FROM pysafe.check('EXECUTE system_user', 'reporting')")
+    assert rows == [("allowed",)], rows
+
+
+@pytest.mark.parametrize("major", sorted(PGLAST_FOR_SERVER))
+def test_each_release_is_that_servers_grammar(major: int) -> None:
+    """pglast N embeds PostgreSQL N+10's grammar (14 gets 15's, the nearest)."""
+    assert pglast_grammar(PGLAST_FOR_SERVER[major]) == max(major, 15)
