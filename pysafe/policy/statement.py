@@ -15,8 +15,10 @@ from pysafe.policy.functions import writing_function_names
 from pysafe.policy.parsing import MAX_DECIDED_BYTES, StatementTooDeep, parse_statements
 from pysafe.policy.reading import reading
 from pysafe.policy.settings import PolicySettings
+from pysafe.policy.tags import command_tag
 from pysafe.policy.utility import (
     DML_STATEMENTS,
+    DML_TAGS,
     decide_temporary,
     decide_utility_node,
     expected_command_tag,
@@ -42,14 +44,6 @@ def writing_calls(stmt: ast.Node) -> list[str]:
     ]
 
 
-DML_COMMANDS: dict[type[ast.Node], str] = {
-    ast.InsertStmt: "INSERT",
-    ast.UpdateStmt: "UPDATE",
-    ast.DeleteStmt: "DELETE",
-    ast.MergeStmt: "MERGE",
-}
-
-
 @dataclass(frozen=True)
 class StatementVerdict:
     """One statement of a text with what the policy says of it."""
@@ -69,7 +63,7 @@ def decide_query_node(stmt: ast.Node, settings: PolicySettings, facts: CatalogFa
         if settings.allow_temp_objects and relation_is_temporary(stmt.relation, facts):
             return Verdict.allow("temporary_objects")
         if settings.block_dml:
-            command = DML_COMMANDS[type(stmt)]
+            command = DML_TAGS[type(stmt)]
             return Verdict.refuse("dml", messages.DML.format(command=command))
         return Verdict.allow("dml_allowed")
     assert isinstance(stmt, ast.SelectStmt)
@@ -77,7 +71,11 @@ def decide_query_node(stmt: ast.Node, settings: PolicySettings, facts: CatalogFa
     if temporary is not None:
         return temporary
     if stmt.intoClause is not None and settings.block_ddl:
-        return Verdict.refuse("create_table_as", messages.CREATE_TABLE_AS)
+        return Verdict.refuse(
+            "create_table_as",
+            messages.COMMAND.format(command="SELECT INTO"),
+            "SELECT INTO creates a table.",
+        )
     if settings.block_dml and select_writes(stmt):
         return Verdict.refuse("modifying_cte", messages.MODIFYING_CTE)
     if settings.block_dml and stmt.lockingClause:
@@ -196,7 +194,7 @@ def decide_text(
     results = []
     for raw, piece in zip(parsed, statement_texts(text, parsed), strict=True):
         assert raw.stmt is not None
-        command = type(raw.stmt).__name__
+        command = command_tag(raw.stmt)
         verdict = decide_node(raw.stmt, command, settings, facts)
         results.append(StatementVerdict(piece, verdict, raw.stmt))
     return results
