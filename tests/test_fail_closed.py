@@ -88,7 +88,7 @@ def test_entry_point_not_owned_by_a_superuser(server: Server, bare_database: str
         "reporting",
         "CREATE TABLE t5 (x int)",
         dbname=bare_database,
-        message="cannot execute utility commands in a read-only session",
+        message="cannot execute CREATE TABLE in a read-only session",
     )
     server.admin(
         "ALTER FUNCTION pysafe_internal.decide_utility(text, text, text, integer) OWNER TO writer",
@@ -116,7 +116,7 @@ def test_entry_point_found_without_schema_privileges(server: Server, bare_databa
         "reporting",
         "CREATE TABLE t7 (x int)",
         dbname=bare_database,
-        message="cannot execute utility commands in a read-only session",
+        message="cannot execute CREATE TABLE in a read-only session",
     )
 
 

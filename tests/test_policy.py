@@ -276,3 +276,23 @@ def test_offline_check_names_parse_errors() -> None:
     result = run_check(stdin="SELEC 1")
     assert result.returncode == 1  # SQL that cannot be judged; 2 is for usage errors
     assert "cannot parse" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "command"),
+    [
+        ("CREATE TABLE t_new (x int)", "CREATE TABLE"),
+        ("ALTER VIEW v RENAME COLUMN a TO b", "ALTER VIEW"),
+        ("DROP MATERIALIZED VIEW mv", "DROP MATERIALIZED VIEW"),
+        ("TRUNCATE t", "TRUNCATE TABLE"),
+        ("SELECT 1 INTO t_into", "SELECT INTO"),
+        ("CREATE MATERIALIZED VIEW mv AS SELECT 1", "CREATE MATERIALIZED VIEW"),
+        ("CREATE PROCEDURE p() LANGUAGE sql AS 'SELECT 1'", "CREATE PROCEDURE"),
+        ("CHECKPOINT", "CHECKPOINT"),
+        ("EXPLAIN ANALYZE DELETE FROM t", "DELETE"),
+    ],
+)
+def test_offline_refusals_name_the_command_as_the_server_does(text: str, command: str) -> None:
+    """pysafe check words a refusal as the server does, by PostgreSQL's command tag."""
+    [result] = decide_text(text)
+    assert result.verdict.message == f"cannot execute {command} in a read-only session"

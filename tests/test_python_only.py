@@ -83,7 +83,7 @@ def test_ddl_veto_asks_the_python_policy(cluster: LocalCluster) -> None:
     before = tables(cluster)
     assert refusal_of(cluster, "reporting", READ_WRITE, "CREATE TABLE mine (x int)") == (
         "25006",
-        "cannot execute utility commands in a read-only session",
+        "cannot execute CREATE TABLE in a read-only session",
     )
     assert refusal_of(cluster, "reporting", READ_WRITE, "GRANT SELECT ON t TO writer") == (
         "25006",
@@ -91,7 +91,7 @@ def test_ddl_veto_asks_the_python_policy(cluster: LocalCluster) -> None:
     )
     assert refusal_of(cluster, "reporting", READ_WRITE, "DROP TABLE t") == (
         "25006",
-        "cannot execute utility commands in a read-only session",
+        "cannot execute DROP TABLE in a read-only session",
     )
     # With the read-only default in place, PostgreSQL itself refuses first.
     state, _ = refusal_of(cluster, "reporting", "CREATE TABLE mine (x int)")

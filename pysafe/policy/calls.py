@@ -23,6 +23,7 @@ from pglast.visitors import Visitor
 from pysafe.policy import messages
 from pysafe.policy.parsing import StatementTooDeep, parse_statements
 from pysafe.policy.settings import PolicySettings
+from pysafe.policy.tags import command_tag
 from pysafe.policy.verdict import Verdict
 
 # Bodies read inside bodies, at most: deeper calls are reported as unknown.
@@ -176,7 +177,7 @@ class CallReader:
         return Outcome(None, unknown)
 
     def body_statement(self, stmt: ast.Node, depth: int, seen: frozenset[str]) -> Outcome:
-        verdict = self.decide_node(stmt, type(stmt).__name__, self.settings)
+        verdict = self.decide_node(stmt, command_tag(stmt), self.settings)
         if not verdict.allowed:
             return Outcome(verdict)
         unknown = None

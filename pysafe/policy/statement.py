@@ -15,6 +15,7 @@ from pysafe.policy.functions import writing_function_names
 from pysafe.policy.parsing import MAX_DECIDED_BYTES, StatementTooDeep, parse_statements
 from pysafe.policy.reading import reading
 from pysafe.policy.settings import PolicySettings
+from pysafe.policy.tags import command_tag
 from pysafe.policy.utility import (
     DML_STATEMENTS,
     decide_temporary,
@@ -70,7 +71,11 @@ def decide_query_node(stmt: ast.Node, settings: PolicySettings, facts: CatalogFa
     if temporary is not None:
         return temporary
     if stmt.intoClause is not None and settings.block_ddl:
-        return Verdict.refuse("create_table_as", messages.CREATE_TABLE_AS)
+        return Verdict.refuse(
+            "create_table_as",
+            messages.COMMAND.format(command="SELECT INTO"),
+            "SELECT INTO creates a table.",
+        )
     if settings.block_dml and stmt.lockingClause:
         return Verdict.refuse("row_locks", messages.ROW_LOCKS)
     return Verdict.allow("select")
@@ -216,7 +221,7 @@ def decide_text(
     results = []
     for raw, piece in zip(parsed, statement_texts(text, parsed), strict=True):
         assert raw.stmt is not None
-        command = type(raw.stmt).__name__
+        command = command_tag(raw.stmt)
         try:
             verdict = decide_node(raw.stmt, command, settings, facts)
         except RecursionError as error:

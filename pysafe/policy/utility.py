@@ -57,7 +57,7 @@ TWO_PHASE_KINDS = frozenset(
 )
 
 DML_STATEMENTS = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)
-DML_COMMANDS: dict[type[ast.Node], str] = {
+DML_TAGS: dict[type[ast.Node], str] = {
     ast.InsertStmt: "INSERT",
     ast.UpdateStmt: "UPDATE",
     ast.DeleteStmt: "DELETE",
@@ -243,7 +243,7 @@ def query_write_verdict(
             settings.force_read_only and not temporary
         ):
             if isinstance(stmt, DML_STATEMENTS):
-                return Verdict.refuse("dml", messages.DML.format(command=DML_COMMANDS[type(stmt)]))
+                return Verdict.refuse("dml", messages.DML.format(command=DML_TAGS[type(stmt)]))
             return Verdict.refuse("modifying_cte", messages.MODIFYING_CTE)
     return None
 
@@ -264,8 +264,18 @@ def decide_explain(stmt: ast.ExplainStmt, settings: PolicySettings, facts: Catal
     creates_table = isinstance(query, ast.CreateTableAsStmt) or (
         isinstance(query, ast.SelectStmt) and query.intoClause is not None
     )
-    if (writes_data and settings.block_dml) or (creates_table and settings.block_ddl):
-        return Verdict.refuse("explain_analyze_write", messages.EXPLAIN_ANALYZE_WRITE)
+    detail = "EXPLAIN ANALYZE runs the statement it explains."
+    if writes_data and settings.block_dml:
+        # Named as the statement itself is refused: its command, or its WITH clause.
+        if isinstance(query, DML_STATEMENTS):
+            wording = messages.COMMAND.format(command=DML_TAGS[type(query)])
+        else:
+            wording = messages.MODIFYING_CTE
+        return Verdict.refuse("explain_analyze_write", wording, detail)
+    # A table made under EXPLAIN ANALYZE gets past PostgreSQL's read-only check; the
+    # shim refuses it at ExecutorStart under the same settings, as CREATE TABLE AS.
+    if creates_table and (settings.block_ddl or settings.block_dml or settings.force_read_only):
+        return Verdict.refuse("explain_analyze_write", messages.EXPLAIN_ANALYZE_WRITE, detail)
     return Verdict.allow("explain")
 
 
@@ -318,9 +328,12 @@ def decide_ddl_category(stmt: ast.Node, command: str) -> Verdict:
         return Verdict.refuse("privileges", messages.PRIVILEGES)
     if isinstance(stmt, ast.VacuumStmt):
         return Verdict.refuse("vacuum", messages.VACUUM)
+    wording = messages.COMMAND.format(command=command)
     if isinstance(stmt, ast.CreateTableAsStmt):
-        return Verdict.refuse("create_table_as", messages.CREATE_TABLE_AS)
-    return Verdict.refuse("utility", messages.UTILITY, f"{command} is not on pysafe's allow-list.")
+        return Verdict.refuse(
+            "create_table_as", wording, f"{command} creates a relation and writes its rows."
+        )
+    return Verdict.refuse("utility", wording, f"{command} is not on pysafe's allow-list.")
 
 
 def decide_write_permitted_read_only(stmt: ast.Node, command: str) -> Verdict:

@@ -16,7 +16,7 @@ from tests.support import Server
 TOOLS = {
     "vacuumdb": (["vacuumdb", "--table", "public.scratch"], "VACUUM/ANALYZE"),
     "analyze": (["vacuumdb", "--analyze-only", "--table", "public.scratch"], "VACUUM/ANALYZE"),
-    "reindexdb": (["reindexdb", "--table", "public.scratch"], "utility commands"),
+    "reindexdb": (["reindexdb", "--table", "public.scratch"], "REINDEX"),
 }
 
 

@@ -63,7 +63,7 @@ PAYLOADS = {
     "multi_statement_drop": (
         "SELECT 1; COMMIT; DROP TABLE public.mcp_target",
         "SELECT to_regclass('public.mcp_target') IS NULL",
-        "cannot execute utility commands",
+        "cannot execute DROP TABLE",
     ),
     "session_read_write": (
         "COMMIT; SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE;"

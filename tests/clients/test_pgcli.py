@@ -49,7 +49,7 @@ WRITES = {
     "INSERT INTO public.scratch VALUES (40, 'pgcli')": "cannot execute INSERT",
     "UPDATE shop.customers SET email = email WHERE id = 1": "cannot execute UPDATE",
     "DELETE FROM public.scratch": "cannot execute DELETE",
-    "DROP TABLE public.scratch": "cannot execute utility commands",
+    "DROP TABLE public.scratch": "cannot execute DROP TABLE",
 }
 
 
