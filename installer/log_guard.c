@@ -103,11 +103,16 @@ bound_restricted_message(ErrorData *edata)
 	cut_field(&edata->hint);
 	cut_field(&edata->context);
 	cut_field(&edata->internalquery);
-	if (edata->elevel >= ERROR)
-		return;
-	/* LOG ranks above ERROR for the server log, so RAISE LOG echoes the statement each time. */
+	/*
+	 * The server echoes the statement after an ERROR, and after every
+	 * RAISE LOG (LOG ranks above ERROR for the server log): a long one would
+	 * be written again and again.  The refusal line keeps its first
+	 * pysafe.log_statement_length bytes.
+	 */
 	if (debug_query_string != NULL && strlen(debug_query_string) > LOG_FIELD_BYTES)
 		edata->hide_stmt = true;
+	if (edata->elevel >= ERROR)
+		return;
 	if (statement != counted_statement)
 	{
 		counted_statement = statement;

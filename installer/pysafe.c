@@ -187,6 +187,9 @@ static Oid	locked_identity = InvalidOid;
 /* The policy entry point's OID once found; see lookup_policy_function(). */
 static Oid	policy_function_oid = InvalidOid;
 
+/* Bumped by restriction_cache_reset(): an answer for another role may have changed. */
+static uint64 restriction_generation = 0;
+
 /* Cached answer of session_is_restricted(); see restriction_cache_reset(). */
 static bool restriction_cache_valid = false;
 static Oid	restriction_cache_user = InvalidOid;
@@ -240,6 +243,14 @@ static void
 restriction_cache_reset(void)
 {
 	restriction_cache_valid = false;
+	restriction_generation++;
+}
+
+/* How many times roles, memberships or pysafe.roles changed in this backend (transitions.c). */
+uint64
+pysafe_restriction_generation(void)
+{
+	return restriction_generation;
 }
 
 /* GUC assign hook for pysafe.roles: catalog work waits for the next statement. */
@@ -1126,7 +1137,11 @@ pysafe_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 {
 	if (prev_post_parse_analyze)
 		prev_post_parse_analyze(pstate, query, jstate);
-	if (pysafe_query_may_write(query) && IsTransactionState() && checks_apply())
+	if (!pysafe_query_may_write(query) || !IsTransactionState())
+		return;
+	/* A session that became restricted is ended before it is refused. */
+	pysafe_notice_transitions(true);
+	if (checks_apply())
 		pysafe_refuse_parse_locks(query, pysafe_block_dml, pysafe_force_read_only,
 								  pysafe_allow_temp_objects);
 }

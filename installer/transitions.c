@@ -60,9 +60,23 @@
  * as another, restricted, identity: should the session come back to this
  * one and find it restricted, it became restricted while open.
  */
-static Oid	watched_user = InvalidOid;
-static bool watched_superuser = false;
-static NameData watched_name;
+typedef struct WatchedRole
+{
+	Oid			role;			/* InvalidOid: none */
+	bool		superuser;		/* was it a superuser then? */
+	NameData	name;			/* its name then, for the message */
+} WatchedRole;
+
+static WatchedRole watched_user = {InvalidOid};
+
+/*
+ * The login (authenticated user) while the session runs as another identity
+ * (SET SESSION AUTHORIZATION), found unrestricted; and the restriction
+ * generation it was last judged in.  A login restricted meanwhile ends the
+ * session too: switching back would give it everything set up before.
+ */
+static WatchedRole watched_login = {InvalidOid};
+static uint64 watched_login_generation = 0;
 
 /* Set while this file reloads the configuration: hooks reached meanwhile do nothing. */
 static bool reloading = false;
@@ -92,22 +106,23 @@ static dlist_head checked_plans = DLIST_STATIC_INIT(checked_plans);
 static Oid	requested_identity = InvalidOid;
 static bool requested_identity_restricted = false;
 
-/* Watch a session user found unrestricted, with what a transition's DETAIL needs. */
+/* Watch a role found unrestricted, with what a transition's DETAIL needs. */
 static void
-watch(Oid user)
+watch(WatchedRole *watched, Oid role)
 {
-	const char *name = GetUserNameFromId(user, true);
+	const char *name = GetUserNameFromId(role, true);
 
-	watched_superuser = superuser_arg(user);
-	namestrcpy(&watched_name, name ? name : "");
-	watched_user = user;
+	watched->superuser = superuser_arg(role);
+	namestrcpy(&watched->name, name ? name : "");
+	watched->role = role;
 }
 
 /* Forget the watched user: the session starts again (a late-loaded shim's re-read settings). */
 void
 pysafe_forget_watch(void)
 {
-	watched_user = InvalidOid;
+	watched_user.role = InvalidOid;
+	watched_login.role = InvalidOid;
 }
 
 /* Is the role the named role, or a member of it at any depth? */
@@ -121,14 +136,15 @@ role_joins(Oid role, const char *name)
 
 /* Why the watched user is restricted now, for the DETAIL. */
 static const char *
-transition_reason(Oid user)
+transition_reason(const WatchedRole *watched)
 {
+	Oid			user = watched->role;
 	bool		restricted_group;
 
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(user)))
 		return "Its role was dropped; pysafe treats a session whose role no longer exists as restricted.";
 	restricted_group = role_joins(user, PYSAFE_RESTRICTED_GROUP);
-	if (watched_superuser && !superuser_arg(user))
+	if (watched->superuser && !superuser_arg(user))
 		return restricted_group ?
 			"It is no longer a superuser, and it was restricted with pysafe.restrict(), directly or through membership." :
 			"It is no longer a superuser, and it is listed, directly or through membership, in pysafe.roles.";
@@ -139,13 +155,13 @@ transition_reason(Oid user)
 
 /* End the session whose watched user became restricted; counted and logged as a refusal. */
 static void
-end_restricted_session(Oid user)
+end_restricted_session(const WatchedRole *watched)
 {
-	const char *reason = transition_reason(user);
+	const char *reason = transition_reason(watched);
 	char	   *message;
 
 	message = psprintf("terminating connection: role \"%s\" became restricted by pysafe while this session was open",
-					   NameStr(watched_name));
+					   NameStr(watched->name));
 	pysafe_record_refusal("SESSION", "became_restricted", message);
 	ereport(FATAL,
 			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
@@ -176,6 +192,41 @@ reload_now(void)
 	PG_END_TRY();
 }
 
+/* Is the login restricted now?  One that no longer exists counts as restricted (fail closed). */
+static bool
+login_restricted(Oid login)
+{
+	return !SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(login)) ||
+		pysafe_role_restricted(login);
+}
+
+/*
+ * While the session runs as another identity: end it if its login was
+ * unrestricted when last judged and is restricted now.  Judged again only
+ * when roles, memberships or pysafe.roles changed since.
+ */
+static void
+notice_login_transition(Oid login, bool may_reload)
+{
+	if (watched_login.role != login)
+	{
+		if (!login_restricted(login))
+		{
+			watch(&watched_login, login);
+			watched_login_generation = pysafe_restriction_generation();
+		}
+		return;
+	}
+	if (may_reload && ConfigReloadPending)
+		reload_now();
+	AcceptInvalidationMessages();
+	if (pysafe_restriction_generation() == watched_login_generation)
+		return;
+	watched_login_generation = pysafe_restriction_generation();
+	if (login_restricted(login))
+		end_restricted_session(&watched_login);
+}
+
 /*
  * At the top of every hook: end the session if its session user was
  * unrestricted at the last hook call and is restricted now.  may_reload in
@@ -187,22 +238,28 @@ void
 pysafe_notice_transitions(bool may_reload)
 {
 	Oid			user;
+	Oid			login;
 
 	if (reloading || !IsTransactionState() || IsParallelWorker())
 		return;
 	user = GetSessionUserId();
-	if (user != watched_user)
+	if (user != watched_user.role)
 	{
 		/* A new identity (the first hook call, SET SESSION AUTHORIZATION). */
 		if (OidIsValid(user) && !pysafe_restricted_now())
-			watch(user);
-		return;
+			watch(&watched_user, user);
 	}
-	if (may_reload && ConfigReloadPending)
-		reload_now();
-	AcceptInvalidationMessages();
-	if (pysafe_restricted_now())
-		end_restricted_session(user);
+	else
+	{
+		if (may_reload && ConfigReloadPending)
+			reload_now();
+		AcceptInvalidationMessages();
+		if (pysafe_restricted_now())
+			end_restricted_session(&watched_user);
+	}
+	login = GetAuthenticatedUserId();
+	if (login != user && OidIsValid(login))
+		notice_login_transition(login, may_reload);
 }
 
 /* Memory callback: an executor state checked at its start is gone. */
@@ -282,12 +339,26 @@ pysafe_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 #endif
 }
 
-/* Install the ExecutorRun hook (from _PG_init). */
+/*
+ * Transaction callback: before a commit, look once more.  A COPY FROM
+ * STDIN's rows, the rest of a long statement, or an extended-protocol
+ * Execute before its Sync pass no other hook, and a session that became
+ * restricted meanwhile must not commit them.
+ */
+static void
+transitions_at_commit(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PRE_PREPARE)
+		pysafe_notice_transitions(true);
+}
+
+/* Install the ExecutorRun hook and the commit check (from _PG_init). */
 void
 pysafe_transitions_init(void)
 {
 	prev_ExecutorRun = ExecutorRun_hook;
 	ExecutorRun_hook = pysafe_ExecutorRun;
+	RegisterXactCallback(transitions_at_commit, NULL);
 }
 
 /*

@@ -260,6 +260,28 @@ def test_raise_in_a_loop_writes_a_bounded_number_of_lines(server: Server) -> Non
     )
 
 
+def test_a_long_failing_statement_is_not_echoed_whole(server: Server) -> None:
+    """An ERROR echoes its statement: a restricted session's long one is left out."""
+    padding = "A" * 200_000
+    for user, echoed in (("reporting", False), ("writer", True)):
+        marker = unique()
+        with server.connect(user) as conn:
+            for statement in (
+                f"SELECT 1 /* {marker} {padding} */ FROM no_such_table_{marker}",
+                f"INSERT INTO accounts VALUES (92, 1) /* {marker} {padding} */",
+            ):
+                attempt_on(conn, statement)
+        time.sleep(0.3)
+        lines = [
+            line
+            for line in server.cluster.log_path.read_text(errors="replace").splitlines()
+            if marker in line
+        ]
+        assert lines, user
+        assert any(len(line) > 200_000 for line in lines) == echoed, user
+    server.admin("DELETE FROM accounts WHERE id = 92")
+
+
 # -- forged refusal lines ----------------------------------------------------------
 
 

@@ -279,21 +279,16 @@ def test_a_demoted_superuser_session_ends(server: Server, demotable: str) -> Non
 def test_a_demoted_login_cannot_change_identity(
     settings: Server, demotable: str, lock: str, escape: str
 ) -> None:
-    """The check hook's layer: the demoted login switched away first, so no transition
-    ends it; PostgreSQL 15 still trusts its login-time superuser flag."""
+    """The demoted login switched away first: its restriction still ends the
+    session at the next hook, before PostgreSQL 15's login-time superuser flag
+    can take it anywhere (the check hook's own layer is the next test's)."""
     settings.set_settings(lock_session_authorization=lock)
     with settings.connect(demotable) as conn:
         conn.execute("SET SESSION AUTHORIZATION reporting")
+        conn.execute("SELECT 1")
         demote(settings, demotable)
         before = settings.fingerprint()
-        refusal = attempt_on(conn, escape)
-        assert refusal is not None and refusal.sqlstate == READ_ONLY_SQLSTATE, refusal
-        assert conn.execute("SELECT session_user").fetchone() == ("reporting",)
-        # Back to the login by a reset: the transition rule ends the session.
-        refusal = attempt_on(
-            conn, "RESET SESSION AUTHORIZATION", "INSERT INTO trans_rows VALUES (1)"
-        )
-        assert refusal is not None and refusal.sqlstate == READ_ONLY_SQLSTATE, refusal
+        assert_ended(conn, escape, "INSERT INTO trans_rows VALUES (1)")
     assert rows(settings) == 0
     assert settings.fingerprint() == before
 
@@ -454,3 +449,91 @@ def test_the_ended_session_is_counted_and_logged(server: Server, role: str) -> N
     log = server.cluster.log_path.read_text(errors="replace")
     assert '"rule": "became_restricted"' in log
     assert f'role \\"{role}\\" became restricted by pysafe' in log
+
+
+# ---------------------------------------------------------------------------
+# Work that passes no hook until it commits (found by the review)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["restrict", "roles"])
+def test_copy_from_stdin_does_not_commit_after_a_restriction(
+    settings: Server, role: str, how: str
+) -> None:
+    """COPY FROM STDIN's rows pass no hook; its commit does, and the session ends there."""
+    for user, restricted_meanwhile in ((role, True), ("writer", False)):
+        settings.admin("TRUNCATE trans_rows")
+        conn = settings.connect(user)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cursor, cursor.copy("COPY trans_rows FROM STDIN") as copy:
+                copy.write_row((1,))
+                if restricted_meanwhile:
+                    restrict(settings, how, role)
+                    time.sleep(0.2)
+                for x in range(2, 501):
+                    copy.write_row((x,))
+            outcome = None
+        except psycopg.Error as error:
+            outcome = error
+        finally:
+            conn.close()
+        if restricted_meanwhile:
+            assert outcome is not None and outcome.sqlstate == READ_ONLY_SQLSTATE, outcome
+            assert ENDED in str(outcome)
+            assert rows(settings) == 0
+        else:
+            assert outcome is None, outcome
+            assert rows(settings) == 500  # the unrestricted control commits
+    settings.admin("TRUNCATE trans_rows")
+
+
+def test_a_long_autocommit_statement_does_not_commit_after_a_restriction(
+    server: Server, role: str
+) -> None:
+    """An INSERT ... SELECT still running when the role is restricted is rolled back."""
+    statement = "INSERT INTO trans_rows SELECT x FROM generate_series(1, 3) x, pg_sleep(0.5) s"
+    results: dict[str, object] = {}
+
+    def run(user: str) -> None:
+        try:
+            with server.connect(user) as conn:
+                conn.autocommit = True
+                conn.execute(statement)
+            results[user] = None
+        except psycopg.Error as error:
+            results[user] = error
+
+    worker = threading.Thread(target=run, args=(role,))
+    worker.start()
+    time.sleep(0.3)
+    server.admin(f"SELECT pysafe.restrict('{role}')")
+    worker.join(30)
+    error = results[role]
+    assert isinstance(error, psycopg.Error) and error.sqlstate == READ_ONLY_SQLSTATE, error
+    assert ENDED in str(error)
+    assert rows(server) == 0
+    run("writer")
+    assert results["writer"] is None
+    assert rows(server) == 3
+    server.admin("TRUNCATE trans_rows")
+
+
+def test_a_login_restricted_while_switched_away_is_ended(server: Server, demotable: str) -> None:
+    """A superuser login switched to another identity, demoted and restricted meanwhile."""
+    with server.connect(demotable) as conn:
+        pid = conn.info.backend_pid
+        conn.execute("SELECT pg_advisory_lock(4242)")
+        conn.execute("SET SESSION AUTHORIZATION writer")
+        conn.execute("SELECT 1")
+        demote(server, demotable)
+        assert_ended(conn, "SELECT 1", "RESET SESSION AUTHORIZATION")
+    wait_gone(server, pid)
+    assert advisory_locks(server, pid) == []
+    # Control: a superuser login switched away stays, through others' restrictions.
+    with server.connect("postgres") as conn:
+        conn.execute("SET SESSION AUTHORIZATION writer")
+        unrelated_change(server)
+        conn.execute("SELECT 1")
+        conn.execute("RESET SESSION AUTHORIZATION")
+        assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
