@@ -417,6 +417,34 @@ pysafe_rule_name(PysafeFunctionRule rule)
 }
 
 /*
+ * fmgr binds a C function, and loads its library right after: the first
+ * bind of each library in this backend may define settings, which
+ * superuser_settings.c guards at the next check.  Not when the executor
+ * announces the call, which comes before the bind (a check then would run
+ * before the load).  The libraries seen are remembered by probin.
+ */
+static void
+note_library(HeapTuple proc_tuple)
+{
+	static List *seen = NIL;
+	char	   *probin = proc_text(proc_tuple, Anum_pg_proc_probin);
+	ListCell   *lc;
+	MemoryContext old_context;
+
+	if (probin == NULL)
+		return;
+	foreach(lc, seen)
+	{
+		if (strcmp((const char *) lfirst(lc), probin) == 0)
+			return;
+	}
+	old_context = MemoryContextSwitchTo(TopMemoryContext);
+	seen = lappend(seen, pstrdup(probin));
+	MemoryContextSwitchTo(old_context);
+	pysafe_note_library_may_load();
+}
+
+/*
  * Which rule refuses this function, judged by the code it runs?
  *
  * - internal language (not a built-in): the built-in review of the entry
@@ -472,6 +500,8 @@ pysafe_function_rule(Oid fn_oid, bool block_all_c, bool by_executor,
 	}
 	else if (proc->prolang == ClanguageId)
 	{
+		if (!by_executor)
+			note_library(tuple);	/* fmgr loads it right after this bind */
 		if (c_function_refused(tuple, refusal, refusal_size))
 			rule = PYSAFE_RULE_C_FUNCTIONS;
 		else if (block_all_c || (volatile_function && !c_function_cleared(tuple)))

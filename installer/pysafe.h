@@ -113,6 +113,7 @@ extern bool pysafe_refuse_setting_change(const char *name, const char *rule, con
 /* superuser_settings.c: guards of superuser-only and log-writing settings. */
 extern void pysafe_superuser_settings_init(void);
 extern void pysafe_guard_late_settings(void);
+extern void pysafe_note_library_may_load(void);
 
 /* log_guard.c: what reaches the server log (emit_log_hook). */
 extern void pysafe_log_guard_init(void);

@@ -68,6 +68,20 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 /* The backend (or postmaster) that last wrapped the table; see pysafe_guard_late_settings(). */
 static int	wrapped_in_pid = 0;
 
+/*
+ * Set when a library may have loaded since the table was last walked: the
+ * first C function of each library a backend binds (functions.c).  The
+ * walk also guards a placeholder the library replaced.
+ */
+static bool library_may_have_loaded = false;
+
+/* functions.c binds a C function: its library may load now. */
+void
+pysafe_note_library_may_load(void)
+{
+	library_may_have_loaded = true;
+}
+
 /* Is the name one of a user-settable setting that writes to the server log? */
 static bool
 is_log_writing_name(const char *name)
@@ -262,8 +276,11 @@ install_trampoline(GuardSlot *slot, int index, struct config_generic *record)
 	}
 }
 
-/* Guard one setting if it is superuser-only or log-writing and not guarded yet. */
-static void
+/*
+ * Guard one setting if it is superuser-only or log-writing and not guarded
+ * yet; true when it was guarded just now.
+ */
+static bool
 guard_setting(struct config_generic *record)
 {
 	GuardSlot  *slots;
@@ -273,14 +290,14 @@ guard_setting(struct config_generic *record)
 	bool		fresh;
 
 	if ((record->flags & GUC_CUSTOM_PLACEHOLDER) || strncmp(record->name, "pysafe.", 7) == 0)
-		return;
+		return false;
 	if (record->context == PGC_SUSET || record->context == PGC_SU_BACKEND)
 		log_writing = false;
 	else if ((record->context == PGC_USERSET || record->context == PGC_BACKEND) &&
 			 is_log_writing_name(record->name))
 		log_writing = true;
 	else
-		return;
+		return false;
 
 	switch (record->vartype)
 	{
@@ -300,7 +317,7 @@ guard_setting(struct config_generic *record)
 			slots = enum_slots, count = lengthof(enum_slots);
 			break;
 		default:
-			return;
+			return false;
 	}
 	slot = slot_for(slots, count, record, &fresh);
 	if (slot == NULL)
@@ -309,18 +326,39 @@ guard_setting(struct config_generic *record)
 		ereport(WARNING,
 				(errmsg("pysafe: no guard left for setting \"%s\"; restricted sessions may change it",
 						record->name)));
-		return;
+		return false;
 	}
 	if (!fresh)
-		return;
+		return false;
 	slot->record = record;
 	slot->log_writing = log_writing;
 	install_trampoline(slot, slot - slots, record);
+	return true;
+}
+
+/*
+ * A setting guarded only now, in a restricted session, that the session set
+ * itself: a placeholder it set before the library defining it loaded (on a
+ * function's first call) took the value over unguarded.  The session is
+ * ended: the value cannot be taken back from here, and it may change how
+ * the session is logged.
+ */
+static void
+refuse_value_set_before_guard(struct config_generic *record)
+{
+	pysafe_record_refusal(psprintf("SET %s", record->name), "superuser_settings",
+						  "terminating connection: a read-only session set a superuser-only setting before its library loaded");
+	ereport(FATAL,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+			 errmsg("terminating connection: a read-only session set a superuser-only setting before its library loaded"),
+			 errdetail("\"%s\" was set by the session as a placeholder, then defined by a library loaded later.",
+					   record->name),
+			 errhint("Reconnect; restricted sessions cannot change superuser-only settings.")));
 }
 
 /* Guard every superuser-only and log-writing setting the GUC table holds now. */
 static void
-guard_all_settings(void)
+guard_all_settings(bool restricted)
 {
 	struct config_generic **variables;
 	int			count;
@@ -333,11 +371,16 @@ guard_all_settings(void)
 	count = GetNumConfigOptions();
 #endif
 	for (i = 0; i < count; i++)
-		guard_setting(variables[i]);
+	{
+		if (guard_setting(variables[i]) && restricted &&
+			variables[i]->source >= PGC_S_SESSION)
+			refuse_value_set_before_guard(variables[i]);
+	}
 #if PG_VERSION_NUM >= 160000
 	pfree(variables);
 #endif
 	wrapped_in_pid = MyProcPid;
+	library_may_have_loaded = false;
 }
 
 /* shmem_startup_hook: every library of shared_preload_libraries has defined its settings by now. */
@@ -346,28 +389,28 @@ superuser_settings_shmem_startup(void)
 {
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
-	guard_all_settings();
+	guard_all_settings(false);
 }
 
 /*
- * Once per backend, at a restricted session's first check: guard the
- * settings of libraries loaded after the postmaster's pass
- * (session_preload_libraries, local_preload_libraries).  One comparison
- * afterwards.
+ * At a restricted session's checks: guard the settings of libraries loaded
+ * after the postmaster's pass (session_preload_libraries,
+ * local_preload_libraries, and a library a function call loads later, such
+ * as pgcrypto's).  Two comparisons when nothing was loaded.
  */
 void
 pysafe_guard_late_settings(void)
 {
-	if (likely(wrapped_in_pid == MyProcPid))
+	if (likely(wrapped_in_pid == MyProcPid && !library_may_have_loaded))
 		return;
-	guard_all_settings();
+	guard_all_settings(true);
 }
 
 /* At load time (the postmaster, or a backend loading the shim late): guard what exists. */
 void
 pysafe_superuser_settings_init(void)
 {
-	guard_all_settings();
+	guard_all_settings(false);
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = superuser_settings_shmem_startup;
 }

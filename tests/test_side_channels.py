@@ -434,3 +434,38 @@ def test_restricted_transaction_may_export_up_to_four_snapshots(server: Server) 
         with pytest.raises(psycopg.Error):
             conn.execute("FETCH 1 FROM c")
     assert snapshot_files(server) == 0
+
+
+# -- settings of a library a function call loads later (found by the review) --
+
+
+@pytest.mark.parametrize("order", ["after_load", "placeholder_first"])
+def test_a_late_loaded_librarys_superuser_setting_stays_put(server: Server, order: str) -> None:
+    """pgcrypto (PostgreSQL 18) defines a superuser-only setting when a call loads it."""
+    if int(str(server.admin("SHOW server_version_num")[0][0])) < 180000:
+        pytest.skip("pgcrypto.builtin_crypto_enabled is PostgreSQL 18's")
+    name = "pgcrypto.builtin_crypto_enabled"
+    server.admin("CREATE EXTENSION IF NOT EXISTS pgcrypto")
+    server.admin(f"GRANT SET ON PARAMETER {name} TO reporting, writer")
+    try:
+        for user, restricted in (("reporting", True), ("writer", False)):
+            with server.connect(user) as conn:
+                if order == "placeholder_first":
+                    conn.execute(f"SET {name} = off")  # a placeholder: no library yet
+                    # loading pgcrypto.so turns the placeholder into the setting
+                    refusal = attempt_on(conn, "SELECT digest('x', 'sha256')", "SELECT 1")
+                else:
+                    conn.execute("SELECT digest('x', 'sha256')")  # loads pgcrypto.so
+                    refusal = attempt_on(conn, f"SET {name} = off")
+                if restricted:
+                    assert refusal is not None and refusal.sqlstate == READ_ONLY_SQLSTATE
+                    if order == "after_load":
+                        assert show(conn, name) == "on"
+                    else:
+                        assert "before its library loaded" in (refusal.message or "")
+                        assert conn.closed or conn.broken  # the session was ended
+                else:
+                    assert refusal is None, refusal
+                    assert show(conn, name) == "off"
+    finally:
+        server.admin(f"REVOKE SET ON PARAMETER {name} FROM reporting, writer")
