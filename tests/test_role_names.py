@@ -251,7 +251,7 @@ def python_only() -> Iterator[LocalCluster]:
         cluster.stop()
 
 
-def test_python_only_mode_reads_names_as_the_server_does(python_only: LocalCluster) -> None:
+def test_python_only_mode_reads_names_as_the_shim_does(python_only: LocalCluster) -> None:
     with python_only.connect() as admin:
         assert admin.execute("SELECT pysafe_internal.shim_loaded()").fetchone() == (False,)
         found = readings(python_only.connect, admin)
