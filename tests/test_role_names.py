@@ -256,3 +256,29 @@ def test_python_only_mode_reads_names_as_the_shim_does(python_only: LocalCluster
         assert admin.execute("SELECT pysafe_internal.shim_loaded()").fetchone() == (False,)
         found = readings(python_only.connect, admin)
     assert_one_reading(found)
+
+
+def test_an_unreadable_list_restricts_every_role_in_python_only_mode(
+    python_only: LocalCluster,
+) -> None:
+    """The shim's check hook refuses a value it cannot read, and would restrict
+    every role with one; Python-only mode's placeholder takes any value into
+    the files, and its reading then restricts every role too, not nobody."""
+    with python_only.connect() as admin:
+        admin.execute("ALTER SYSTEM SET pysafe.roles = 'Émile,,quoted'")
+        admin.execute("SELECT pg_reload_conf()")
+        try:
+            for name in ("a", "émile", "Émile"):
+                with python_only.connect(name) as conn:
+                    [(own, pid)] = conn.execute(
+                        "SELECT pysafe.session_is_restricted(), pg_backend_pid()"
+                    ).fetchall()
+                    [(through,)] = admin.execute(
+                        "SELECT restricted_through FROM pysafe.sessions() WHERE pid = %s", [pid]
+                    ).fetchall()
+                assert own is True, name
+                assert through == f"{name} (pysafe.roles cannot be read: every role is restricted)"
+            assert admin.execute("SELECT pysafe.session_is_restricted()").fetchone() == (False,)
+        finally:
+            admin.execute(f"ALTER SYSTEM SET pysafe.roles = {_literal(ROLES_LIST)}")
+            admin.execute("SELECT pg_reload_conf()")
