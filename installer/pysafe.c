@@ -264,18 +264,15 @@ assign_roles(const char *newval, void *extra)
 static bool
 check_roles(char **newval, void **extra, GucSource source)
 {
-	char	   *copy;
-	List	   *names = NIL;
+	List	   *names;
 	bool		ok;
 
 	if (!check_cluster_setting("pysafe.roles", source))
 		return false;
-	copy = pstrdup(*newval);
-	ok = SplitIdentifierString(copy, ',', &names);
-	list_free(names);
-	pfree(copy);
+	ok = pysafe_read_role_list(*newval, &names);
+	list_free_deep(names);
 	if (!ok)
-		GUC_check_errdetail("List syntax is invalid.");
+		GUC_check_errdetail("List syntax is invalid, or a name has %d bytes or more.", NAMEDATALEN);
 	return ok;
 }
 
@@ -295,8 +292,7 @@ warn_unknown_listed_roles(void)
 {
 	const char *value = pysafe_roles ? pysafe_roles : "";
 	bool		changed;
-	char	   *copy;
-	List	   *names = NIL;
+	List	   *names;
 	ListCell   *lc;
 
 	if (roles_looked_over != NULL && strcmp(roles_looked_over, value) == 0)
@@ -309,8 +305,7 @@ warn_unknown_listed_roles(void)
 	roles_looked_over = MemoryContextStrdup(TopMemoryContext, value);
 	if (!changed || !superuser())
 		return;
-	copy = pstrdup(value);
-	if (SplitIdentifierString(copy, ',', &names))
+	if (pysafe_read_role_list(value, &names))
 	{
 		foreach(lc, names)
 		{
@@ -322,8 +317,7 @@ warn_unknown_listed_roles(void)
 						 errhint("Role names are case-sensitive; \"python -m pysafe audit\" suggests the role meant.")));
 		}
 	}
-	list_free(names);
-	pfree(copy);
+	list_free_deep(names);
 }
 
 /* Syscache callback on pg_authid / pg_auth_members. */
@@ -347,8 +341,7 @@ role_is_or_joins(Oid role, const char *name)
 static bool
 compute_session_restricted(Oid session_user)
 {
-	char	   *copy;
-	List	   *names = NIL;
+	List	   *names;
 	ListCell   *lc;
 	bool		restricted = false;
 
@@ -365,11 +358,9 @@ compute_session_restricted(Oid session_user)
 	if (pysafe_roles == NULL || pysafe_roles[0] == '\0')
 		return false;
 
-	copy = pstrdup(pysafe_roles);
-	if (!SplitIdentifierString(copy, ',', &names))
+	if (!pysafe_read_role_list(pysafe_roles, &names))
 	{
 		/* The check hook prevents this; refuse to guess and restrict. */
-		pfree(copy);
 		return true;
 	}
 	foreach(lc, names)
@@ -381,8 +372,7 @@ compute_session_restricted(Oid session_user)
 			break;
 		}
 	}
-	list_free(names);
-	pfree(copy);
+	list_free_deep(names);
 	return restricted;
 }
 

@@ -19,6 +19,9 @@
 /* The role pysafe.restrict() grants; always part of the restricted list. */
 #define PYSAFE_RESTRICTED_GROUP	"pysafe_restricted"
 
+/* role_list.c: the one reading of the names pysafe.roles lists. */
+extern bool pysafe_read_role_list(const char *value, List **names);
+
 /* reading.c: the canonical reading of a utility statement's parse tree. */
 extern char *pysafe_server_reading(Node *stmt);
 
