@@ -7,6 +7,9 @@ tests/test_attacks.py.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from pglast import parse_sql
 from pglast.parser import ParseError
@@ -14,6 +17,8 @@ from pglast.parser import ParseError
 from pysafe.policy import decide_text
 from pysafe.policy.parsing import (
     INLINE_PARSE_BYTES,
+    MAX_TREE_DEPTH,
+    TOO_DEEP_DETAIL,
     StatementTooDeep,
     parse_statements,
     run_with_large_stack,
@@ -106,3 +111,13 @@ def test_offline_check_reports_deep_statements_without_a_traceback(shape: str) -
     assert result.returncode == 1, result.stderr  # cannot be judged (docs/check.md)
     assert "Traceback" not in result.stderr
     assert "cannot parse" in result.stderr
+
+
+def test_the_shim_and_the_policy_share_the_depth_bound() -> None:
+    """installer/depth.c refuses what is deeper than the policy's bound, with
+    the policy's words: one number, one text (pysafe.h mirrors parsing.py)."""
+    header = (Path(__file__).parent.parent / "installer" / "pysafe.h").read_text()
+    depth = re.search(r"#define PYSAFE_MAX_TREE_DEPTH\s+(\d+)", header)
+    detail = re.search(r'#define PYSAFE_TOO_DEEP_DETAIL\s+"([^"]*)"', header)
+    assert depth is not None and int(depth.group(1)) == MAX_TREE_DEPTH
+    assert detail is not None and detail.group(1) == TOO_DEEP_DETAIL

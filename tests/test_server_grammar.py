@@ -1,7 +1,6 @@
-"""The policy should read statements with the grammar of the server it runs
-in (issue 17).  install places pglast 8 (PostgreSQL 18's grammar) on every
-server until the earlier releases' parse is bounded (pysafe/install/files.py,
-PLACED_GRAMMARS): the tests of 15 and 17 are expected to fail until then."""
+"""The policy reads statements with the grammar of the server it runs in
+(issue 17): install places the pglast of the server's major version on
+15, 17 and 18 (pysafe/install/files.py, PLACED_GRAMMARS)."""
 
 from __future__ import annotations
 
@@ -37,8 +36,7 @@ def placed_grammar(server: Server) -> int:
 
 
 def expect_the_servers_grammar(server: Server) -> None:
-    if server_major(server) not in PLACED_GRAMMARS:
-        pytest.xfail("install places PostgreSQL 18's grammar here (files.PLACED_GRAMMARS)")
+    assert server_major(server) in PLACED_GRAMMARS, "a server the suite runs on is not placed"
 
 
 def test_install_places_the_grammar_it_says(server: Server) -> None:

@@ -60,9 +60,20 @@ GRAMMAR_MAJOR = int(get_postgresql_version()[0])
 DEPTH_CHECKED_OUTPUT = GRAMMAR_MAJOR >= 18
 # The parsing thread's stack: virtual memory, committed only as far as used.
 PARSE_STACK_BYTES = (64 if DEPTH_CHECKED_OUTPUT else 256) * 1024 * 1024
-# Without the gate, the depth at which a parsed tree counts as too deep, as
-# the gate's trees do (PostgreSQL 18's refuses 6,000 chained terms).
+# The depth (nodes on a path, lists not counted) at which a tree counts as
+# too deep.  The shim measures the server's own tree of each statement it
+# asks about against it first and refuses a deeper one without calling
+# Python (installer/depth.c, PYSAFE_MAX_TREE_DEPTH: the same number), so
+# pglast 5 and 7 see only shallow trees there; the check after their parse
+# is for what the shim did not measure (pysafe.check(), Python-only mode,
+# statement kinds depth.c does not walk).  PostgreSQL 18's protobuf gate
+# refuses from about 6,000 chained terms.
 MAX_TREE_DEPTH = 10_000
+# The detail of every too-deep refusal; installer/pysafe.h has the same.
+TOO_DEEP_DETAIL = (
+    "the statement nests too deeply for pysafe to check; "
+    "split the expression or the query into smaller parts"
+)
 # How often a parse in the thread lets the caller look for a cancel.
 WAIT_SLICE_SECONDS = 0.02
 # What libpg_query says of a tree too deep for it (the C stack, or protobuf's own limit).
@@ -158,10 +169,7 @@ def check_depth(text: str) -> None:
         parse_sql_protobuf(text)
     except ParseError as error:
         if any(words in str(error) for words in TOO_DEEP):
-            raise StatementTooDeep(
-                "the statement nests too deeply for pysafe to check; "
-                "split the expression or the query into smaller parts"
-            ) from error
+            raise StatementTooDeep(TOO_DEEP_DETAIL) from error
         raise
 
 
@@ -182,10 +190,7 @@ def parse_statements(
         )
     parsed = run_with_large_stack(parse_sql, text, while_waiting=while_waiting)
     if not DEPTH_CHECKED_OUTPUT and tree_deeper_than(parsed, MAX_TREE_DEPTH):
-        raise StatementTooDeep(
-            "the statement nests too deeply for pysafe to check; "
-            "split the expression or the query into smaller parts"
-        )
+        raise StatementTooDeep(TOO_DEEP_DETAIL)
     return parsed
 
 
