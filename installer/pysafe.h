@@ -24,7 +24,7 @@
  * (pysafe/policy/parsing.py: MAX_TREE_DEPTH and TOO_DEEP_DETAIL have the same;
  * tests/test_parsing.py compares them).
  */
-#define PYSAFE_MAX_TREE_DEPTH	10000
+#define PYSAFE_MAX_TREE_DEPTH	5000
 #define PYSAFE_TOO_DEEP_DETAIL	"the statement nests too deeply for pysafe to check; split the expression or the query into smaller parts"
 
 typedef enum PysafeDepth

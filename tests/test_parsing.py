@@ -20,6 +20,7 @@ from pysafe.policy.parsing import (
     MAX_TREE_DEPTH,
     TOO_DEEP_DETAIL,
     StatementTooDeep,
+    error_character,
     parse_statements,
     run_with_large_stack,
 )
@@ -121,3 +122,17 @@ def test_the_shim_and_the_policy_share_the_depth_bound() -> None:
     detail = re.search(r'#define PYSAFE_TOO_DEEP_DETAIL\s+"([^"]*)"', header)
     assert depth is not None and int(depth.group(1)) == MAX_TREE_DEPTH
     assert detail is not None and detail.group(1) == TOO_DEEP_DETAIL
+
+
+@pytest.mark.parametrize(
+    ("text", "reported", "meant"),
+    [
+        ("SELECT 'ééé'; SELEC 1", 11, 14),
+        ("SELECT '€'; SELEC 1", 10, 12),
+        ("SELECT 'e'; SELEC 1", 12, 12),
+    ],
+)
+def test_pglast_5_error_offsets_are_read_as_meant(text: str, reported: int, meant: int) -> None:
+    """pglast 5 (15's grammar) converts a syntax error's byte offset to
+    characters twice; the policy reports the character the parser meant."""
+    assert error_character(text, 'syntax error at or near "SELEC"', reported) == meant

@@ -4,10 +4,13 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from pysafe.install.files import PGLAST_FOR_SERVER, PLACED_GRAMMARS, pglast_grammar, pglast_release
-from tests.support import Server, attempt_on
+from pysafe.policy.parsing import MAX_TREE_DEPTH, TOO_DEEP_DETAIL
+from tests.support import READ_ONLY_SQLSTATE, Server, attempt_on
 
 # A keyword since PostgreSQL 16: a plain name before, a syntax error after.
 SYSTEM_USER_STATEMENTS = (
@@ -75,3 +78,22 @@ def test_a_name_that_is_a_keyword_only_in_later_versions(server: Server) -> None
 def test_each_release_is_that_servers_grammar(major: int) -> None:
     """pglast N embeds PostgreSQL N+10's grammar (14 gets 15's, the nearest)."""
     assert pglast_grammar(PGLAST_FOR_SERVER[major]) == max(major, 15)
+
+
+def test_the_shim_refuses_a_deep_statement_before_the_policy_parses_it(server: Server) -> None:
+    """pglast 5 and 7 check no depth: the shim measures the server's tree
+    (installer/depth.c) and refuses what is deeper than MAX_TREE_DEPTH with
+    the policy's too_deep refusal, without the seconds their parse of a
+    256 kB chain takes; just under the bound the policy decides."""
+    deep = "COPY (SELECT " + "+".join(["1"] * 120_000) + ") TO '/tmp/pysafe-deep'"
+    with server.connect("reporting") as conn:
+        started = time.monotonic()
+        refusal = attempt_on(conn, deep)
+        elapsed = time.monotonic() - started
+        assert refusal is not None and refusal.sqlstate == READ_ONLY_SQLSTATE, refusal
+        assert refusal.detail == TOO_DEEP_DETAIL, refusal
+        assert elapsed < 0.5, elapsed
+        shallow = "COPY (SELECT " + "+".join(["1"] * (MAX_TREE_DEPTH - 100)) + ") TO '/tmp/x'"
+        refusal = attempt_on(conn, shallow)
+        assert refusal is not None and refusal.detail != TOO_DEEP_DETAIL, refusal
+        assert "server file" in (refusal.message or ""), refusal

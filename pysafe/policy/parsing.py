@@ -68,7 +68,7 @@ PARSE_STACK_BYTES = (64 if DEPTH_CHECKED_OUTPUT else 256) * 1024 * 1024
 # is for what the shim did not measure (pysafe.check(), Python-only mode,
 # statement kinds depth.c does not walk).  PostgreSQL 18's protobuf gate
 # refuses from about 6,000 chained terms.
-MAX_TREE_DEPTH = 10_000
+MAX_TREE_DEPTH = 5_000
 # The detail of every too-deep refusal; installer/pysafe.h has the same.
 TOO_DEEP_DETAIL = (
     "the statement nests too deeply for pysafe to check; "
@@ -177,6 +177,37 @@ def parse_statements(
     text: str, while_waiting: Callable[[], None] | None = None
 ) -> tuple[ast.RawStmt, ...]:
     """pglast's parse of ``text``; raises ParseError, or StatementTooDeep."""
+    try:
+        return parse_gated(text, while_waiting)
+    except ParseError as error:
+        if not LOCATION_CONVERTED_TWICE or text.isascii() or len(error.args) != 2:
+            raise
+        message, index = error.args
+        raise ParseError(message, error_character(text, message, index)) from None
+
+
+# pglast 5 turns libpg_query's byte offset of a syntax error into a
+# character offset twice: after 'ééé' it reports 3 characters too early.
+LOCATION_CONVERTED_TWICE = GRAMMAR_MAJOR == 15
+
+
+def error_character(text: str, message: str, reported: int) -> int:
+    """The character offset pglast 5 meant: a character offset whose value,
+    read as a byte offset, spans ``reported`` characters; the one where the
+    token the message names starts, if any."""
+    first = len(text[:reported].encode())
+    last = len(text[: reported + 1].encode())
+    near = message.rsplit('at or near "', 1)[-1][:-1] if message.endswith('"') else ""
+    for candidate in range(first, min(last, len(text))):
+        if near and text.startswith(near, candidate):
+            return candidate
+    return min(first, len(text))
+
+
+def parse_gated(
+    text: str, while_waiting: Callable[[], None] | None = None
+) -> tuple[ast.RawStmt, ...]:
+    """parse_statements() but for pglast 5's error offsets."""
     if len(text) <= INLINE_PARSE_BYTES:  # characters: never more than the bytes
         return parse_sql(text)
     if DEPTH_CHECKED_OUTPUT:
