@@ -90,8 +90,11 @@ def test_the_shim_refuses_a_deep_statement_before_the_policy_parses_it(server: S
         started = time.monotonic()
         refusal = attempt_on(conn, deep)
         elapsed = time.monotonic() - started
-        assert refusal is not None and refusal.sqlstate == READ_ONLY_SQLSTATE, refusal
-        assert refusal.detail == TOO_DEEP_DETAIL, refusal
+        # 18's server refuses it itself (54001) before any hook runs.
+        assert refusal is not None and (refusal.sqlstate, refusal.detail) in (
+            (READ_ONLY_SQLSTATE, TOO_DEEP_DETAIL),
+            ("54001", None),
+        ), refusal
         assert elapsed < 0.5, elapsed
         shallow = "COPY (SELECT " + "+".join(["1"] * (MAX_TREE_DEPTH - 100)) + ") TO '/tmp/x'"
         refusal = attempt_on(conn, shallow)
