@@ -1778,6 +1778,11 @@ veto_by_python_policy(PlannedStmt *pstmt, const char *queryString)
 			   psprintf("cannot execute %s in a read-only session: pysafe could not verify it", tag),
 			   psprintf("The statement is longer than %d kB, the most pysafe's policy reads.",
 						MAX_DECIDED_BYTES / 1024));
+	/* And its depth bound, from the server's own tree (depth.c). */
+	if (pysafe_statement_depth(pstmt->utilityStmt, PYSAFE_MAX_TREE_DEPTH) == PYSAFE_DEPTH_TOO_DEEP)
+		refuse(tag, "too_deep",
+			   psprintf("cannot execute %s in a read-only session: pysafe could not verify it", tag),
+			   PYSAFE_TOO_DEEP_DETAIL);
 	reading = pysafe_server_reading(pstmt->utilityStmt);
 	question = pysafe_verdict_question(current_policy_flags(), tag, reading, statement,
 									   &question_length);

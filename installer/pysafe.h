@@ -22,6 +22,23 @@
 /* role_list.c: the one reading of the names pysafe.roles lists. */
 extern bool pysafe_read_role_list(const char *value, List **names);
 
+/*
+ * depth.c: how deeply a utility statement's tree nests.  The policy's bound
+ * (pysafe/policy/parsing.py: MAX_TREE_DEPTH and TOO_DEEP_DETAIL have the same;
+ * tests/test_parsing.py compares them).
+ */
+#define PYSAFE_MAX_TREE_DEPTH	5000
+#define PYSAFE_TOO_DEEP_DETAIL	"the statement nests too deeply for pysafe to check; split the expression or the query into smaller parts"
+
+typedef enum PysafeDepth
+{
+	PYSAFE_DEPTH_WITHIN = 0,
+	PYSAFE_DEPTH_TOO_DEEP,
+	PYSAFE_DEPTH_UNMEASURED		/* part of the tree could not be walked */
+} PysafeDepth;
+
+extern PysafeDepth pysafe_statement_depth(Node *stmt, int limit);
+
 /* reading.c: the canonical reading of a utility statement's parse tree. */
 extern char *pysafe_server_reading(Node *stmt);
 

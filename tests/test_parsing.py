@@ -7,6 +7,9 @@ tests/test_attacks.py.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from pglast import parse_sql
 from pglast.parser import ParseError
@@ -14,7 +17,10 @@ from pglast.parser import ParseError
 from pysafe.policy import decide_text
 from pysafe.policy.parsing import (
     INLINE_PARSE_BYTES,
+    MAX_TREE_DEPTH,
+    TOO_DEEP_DETAIL,
     StatementTooDeep,
+    error_character,
     parse_statements,
     run_with_large_stack,
 )
@@ -106,3 +112,27 @@ def test_offline_check_reports_deep_statements_without_a_traceback(shape: str) -
     assert result.returncode == 1, result.stderr  # cannot be judged (docs/check.md)
     assert "Traceback" not in result.stderr
     assert "cannot parse" in result.stderr
+
+
+def test_the_shim_and_the_policy_share_the_depth_bound() -> None:
+    """installer/depth.c refuses what is deeper than the policy's bound, with
+    the policy's words: one number, one text (pysafe.h mirrors parsing.py)."""
+    header = (Path(__file__).parent.parent / "installer" / "pysafe.h").read_text()
+    depth = re.search(r"#define PYSAFE_MAX_TREE_DEPTH\s+(\d+)", header)
+    detail = re.search(r'#define PYSAFE_TOO_DEEP_DETAIL\s+"([^"]*)"', header)
+    assert depth is not None and int(depth.group(1)) == MAX_TREE_DEPTH
+    assert detail is not None and detail.group(1) == TOO_DEEP_DETAIL
+
+
+@pytest.mark.parametrize(
+    ("text", "reported", "meant"),
+    [
+        ("SELECT 'ééé'; SELEC 1", 11, 14),
+        ("SELECT '€'; SELEC 1", 10, 12),
+        ("SELECT 'e'; SELEC 1", 12, 12),
+    ],
+)
+def test_pglast_5_error_offsets_are_read_as_meant(text: str, reported: int, meant: int) -> None:
+    """pglast 5 (15's grammar) converts a syntax error's byte offset to
+    characters twice; the policy reports the character the parser meant."""
+    assert error_character(text, 'syntax error at or near "SELEC"', reported) == meant

@@ -1,14 +1,16 @@
-"""The policy should read statements with the grammar of the server it runs
-in (issue 17).  install places pglast 8 (PostgreSQL 18's grammar) on every
-server until the earlier releases' parse is bounded (pysafe/install/files.py,
-PLACED_GRAMMARS): the tests of 15 and 17 are expected to fail until then."""
+"""The policy reads statements with the grammar of the server it runs in
+(issue 17): install places the pglast of the server's major version on
+15, 17 and 18 (pysafe/install/files.py, PLACED_GRAMMARS)."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
 from pysafe.install.files import PGLAST_FOR_SERVER, PLACED_GRAMMARS, pglast_grammar, pglast_release
-from tests.support import Server, attempt_on
+from pysafe.policy.parsing import MAX_TREE_DEPTH, TOO_DEEP_DETAIL
+from tests.support import READ_ONLY_SQLSTATE, Server, attempt_on
 
 # A keyword since PostgreSQL 16: a plain name before, a syntax error after.
 SYSTEM_USER_STATEMENTS = (
@@ -37,8 +39,7 @@ def placed_grammar(server: Server) -> int:
 
 
 def expect_the_servers_grammar(server: Server) -> None:
-    if server_major(server) not in PLACED_GRAMMARS:
-        pytest.xfail("install places PostgreSQL 18's grammar here (files.PLACED_GRAMMARS)")
+    assert server_major(server) in PLACED_GRAMMARS, "a server the suite runs on is not placed"
 
 
 def test_install_places_the_grammar_it_says(server: Server) -> None:
@@ -77,3 +78,25 @@ def test_a_name_that_is_a_keyword_only_in_later_versions(server: Server) -> None
 def test_each_release_is_that_servers_grammar(major: int) -> None:
     """pglast N embeds PostgreSQL N+10's grammar (14 gets 15's, the nearest)."""
     assert pglast_grammar(PGLAST_FOR_SERVER[major]) == max(major, 15)
+
+
+def test_the_shim_refuses_a_deep_statement_before_the_policy_parses_it(server: Server) -> None:
+    """pglast 5 and 7 check no depth: the shim measures the server's tree
+    (installer/depth.c) and refuses what is deeper than MAX_TREE_DEPTH with
+    the policy's too_deep refusal, without the seconds their parse of a
+    256 kB chain takes; just under the bound the policy decides."""
+    deep = "COPY (SELECT " + "+".join(["1"] * 120_000) + ") TO '/tmp/pysafe-deep'"
+    with server.connect("reporting") as conn:
+        started = time.monotonic()
+        refusal = attempt_on(conn, deep)
+        elapsed = time.monotonic() - started
+        # 18's server refuses it itself (54001) before any hook runs.
+        assert refusal is not None and (refusal.sqlstate, refusal.detail) in (
+            (READ_ONLY_SQLSTATE, TOO_DEEP_DETAIL),
+            ("54001", None),
+        ), refusal
+        assert elapsed < 0.5, elapsed
+        shallow = "COPY (SELECT " + "+".join(["1"] * (MAX_TREE_DEPTH - 100)) + ") TO '/tmp/x'"
+        refusal = attempt_on(conn, shallow)
+        assert refusal is not None and refusal.detail != TOO_DEEP_DETAIL, refusal
+        assert "server file" in (refusal.message or ""), refusal

@@ -162,15 +162,14 @@ def copy_package(source: Path, destination: Path) -> None:
 # parses on 15 and not on 16+).  No pglast for PostgreSQL 14 has wheels for
 # today's Pythons: 14 would get 15's grammar, the nearest.
 PGLAST_FOR_SERVER: dict[int, str] = {14: "5.10", 15: "5.10", 16: "6.17", 17: "7.22", 18: "8.8"}
-# The grammars install places today.  Before PostgreSQL 18's, libpg_query
-# does not check the depth of the trees it hands pglast, so nothing bounds a
-# long statement's parse: pglast 5 takes 5 s to build the tree of a 256 kB
-# "SELECT 1+1+..." (0.2 s is the bound), and a cancel waits for it
-# (pysafe/policy/parsing.py, DEPTH_CHECKED_OUTPUT).  Until a gate as cheap
-# as 18's exists for them, every server gets pglast 8, PostgreSQL 18's
-# grammar, and what it reads differently is refused as a parser
-# disagreement or a syntax error (docs/coverage.md, Known gaps).
-PLACED_GRAMMARS = frozenset({18})
+# The grammars install places: each tested server gets its own.  Before
+# PostgreSQL 18's, libpg_query does not check the depth of the trees it
+# hands pglast, and pglast 5 or 7 takes seconds to build a deep 256 kB one;
+# the shim refuses a statement whose server tree is deeper than the policy's
+# bound before Python sees it (installer/depth.c), and the policy gates what
+# the shim did not measure without protobuf (pysafe/policy/parsing.py,
+# DEPTH_CHECKED_OUTPUT).  14 and 16 (untested) keep PostgreSQL 18's grammar.
+PLACED_GRAMMARS = frozenset({15, 17, 18})
 DEFAULT_PGLAST = PGLAST_FOR_SERVER[18]
 
 

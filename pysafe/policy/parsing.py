@@ -60,9 +60,20 @@ GRAMMAR_MAJOR = int(get_postgresql_version()[0])
 DEPTH_CHECKED_OUTPUT = GRAMMAR_MAJOR >= 18
 # The parsing thread's stack: virtual memory, committed only as far as used.
 PARSE_STACK_BYTES = (64 if DEPTH_CHECKED_OUTPUT else 256) * 1024 * 1024
-# Without the gate, the depth at which a parsed tree counts as too deep, as
-# the gate's trees do (PostgreSQL 18's refuses 6,000 chained terms).
-MAX_TREE_DEPTH = 10_000
+# The depth (nodes on a path, lists not counted) at which a tree counts as
+# too deep.  The shim measures the server's own tree of each statement it
+# asks about against it first and refuses a deeper one without calling
+# Python (installer/depth.c, PYSAFE_MAX_TREE_DEPTH: the same number), so
+# pglast 5 and 7 see only shallow trees there; the check after their parse
+# is for what the shim did not measure (pysafe.check(), Python-only mode,
+# statement kinds depth.c does not walk).  PostgreSQL 18's protobuf gate
+# refuses from about 6,000 chained terms.
+MAX_TREE_DEPTH = 5_000
+# The detail of every too-deep refusal; installer/pysafe.h has the same.
+TOO_DEEP_DETAIL = (
+    "the statement nests too deeply for pysafe to check; "
+    "split the expression or the query into smaller parts"
+)
 # How often a parse in the thread lets the caller look for a cancel.
 WAIT_SLICE_SECONDS = 0.02
 # What libpg_query says of a tree too deep for it (the C stack, or protobuf's own limit).
@@ -158,10 +169,7 @@ def check_depth(text: str) -> None:
         parse_sql_protobuf(text)
     except ParseError as error:
         if any(words in str(error) for words in TOO_DEEP):
-            raise StatementTooDeep(
-                "the statement nests too deeply for pysafe to check; "
-                "split the expression or the query into smaller parts"
-            ) from error
+            raise StatementTooDeep(TOO_DEEP_DETAIL) from error
         raise
 
 
@@ -169,6 +177,37 @@ def parse_statements(
     text: str, while_waiting: Callable[[], None] | None = None
 ) -> tuple[ast.RawStmt, ...]:
     """pglast's parse of ``text``; raises ParseError, or StatementTooDeep."""
+    try:
+        return parse_gated(text, while_waiting)
+    except ParseError as error:
+        if not LOCATION_CONVERTED_TWICE or text.isascii() or len(error.args) != 2:
+            raise
+        message, index = error.args
+        raise ParseError(message, error_character(text, message, index)) from None
+
+
+# pglast 5 turns libpg_query's byte offset of a syntax error into a
+# character offset twice: after 'ééé' it reports 3 characters too early.
+LOCATION_CONVERTED_TWICE = GRAMMAR_MAJOR == 15
+
+
+def error_character(text: str, message: str, reported: int) -> int:
+    """The character offset pglast 5 meant: a character offset whose value,
+    read as a byte offset, spans ``reported`` characters; the one where the
+    token the message names starts, if any."""
+    first = len(text[:reported].encode())
+    last = len(text[: reported + 1].encode())
+    near = message.rsplit('at or near "', 1)[-1][:-1] if message.endswith('"') else ""
+    for candidate in range(first, min(last, len(text))):
+        if near and text.startswith(near, candidate):
+            return candidate
+    return min(first, len(text))
+
+
+def parse_gated(
+    text: str, while_waiting: Callable[[], None] | None = None
+) -> tuple[ast.RawStmt, ...]:
+    """parse_statements() but for pglast 5's error offsets."""
     if len(text) <= INLINE_PARSE_BYTES:  # characters: never more than the bytes
         return parse_sql(text)
     if DEPTH_CHECKED_OUTPUT:
@@ -182,10 +221,7 @@ def parse_statements(
         )
     parsed = run_with_large_stack(parse_sql, text, while_waiting=while_waiting)
     if not DEPTH_CHECKED_OUTPUT and tree_deeper_than(parsed, MAX_TREE_DEPTH):
-        raise StatementTooDeep(
-            "the statement nests too deeply for pysafe to check; "
-            "split the expression or the query into smaller parts"
-        )
+        raise StatementTooDeep(TOO_DEEP_DETAIL)
     return parsed
 
 

@@ -12,7 +12,12 @@ from pysafe.policy import messages
 from pysafe.policy.calls import called_names, rule_applies
 from pysafe.policy.facts import CatalogFacts, OfflineFacts
 from pysafe.policy.functions import writing_function_names
-from pysafe.policy.parsing import MAX_DECIDED_BYTES, StatementTooDeep, parse_statements
+from pysafe.policy.parsing import (
+    MAX_DECIDED_BYTES,
+    TOO_DEEP_DETAIL,
+    StatementTooDeep,
+    parse_statements,
+)
 from pysafe.policy.reading import reading
 from pysafe.policy.settings import PolicySettings
 from pysafe.policy.tags import command_tag
@@ -195,10 +200,7 @@ def statement_texts(text: str, parsed: tuple[ast.RawStmt, ...]) -> list[str]:
 
 def too_deep_to_walk(error: RecursionError) -> StatementTooDeep:
     """What a tree too deep for the policy's walk in Python is: too deep to check."""
-    return StatementTooDeep(
-        "the statement nests too deeply for pysafe to check; "
-        "split the expression or the query into smaller parts"
-    )
+    return StatementTooDeep(TOO_DEEP_DETAIL)
 
 
 def decide_text(
