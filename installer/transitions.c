@@ -40,7 +40,6 @@
 #include "access/parallel.h"
 #include "access/xact.h"
 #include "executor/executor.h"
-#include "lib/ilist.h"
 #include "miscadmin.h"
 #include "postmaster/interrupt.h"
 #include "tcop/cmdtag.h"
@@ -84,18 +83,13 @@ static bool reloading = false;
 static ExecutorRun_hook_type prev_ExecutorRun = NULL;
 
 /*
- * The executor states started while the session was restricted, so checked
- * by ExecutorStart.  Each entry lives in its state's query memory and
- * leaves the list when that memory goes, at ExecutorEnd or at abort.
+ * The mark ExecutorStart leaves in the executor state of a plan it started
+ * (and checked) while the session was restricted: a bit of es_top_eflags
+ * above every EXEC_FLAG_* PostgreSQL defines, which the executor reads only
+ * by its own bits.  It goes with the state, at ExecutorEnd or at abort,
+ * and costs no allocation.
  */
-typedef struct CheckedPlan
-{
-	dlist_node	node;
-	EState	   *estate;
-	MemoryContextCallback callback;
-} CheckedPlan;
-
-static dlist_head checked_plans = DLIST_STATIC_INIT(checked_plans);
+#define PYSAFE_EFLAG_CHECKED	(1 << 30)
 
 /*
  * The role the last session_authorization check hook call asked for, and
@@ -203,10 +197,13 @@ login_restricted(Oid login)
 /*
  * While the session runs as another identity: end it if its login was
  * unrestricted when last judged and is restricted now.  Judged again only
- * when roles, memberships or pysafe.roles changed since.
+ * when roles, memberships or pysafe.roles changed since.  Invalidation
+ * messages are accepted for it only before a commit (at_commit): in between
+ * they arrive with the next lock a statement takes, and this path runs at
+ * every hook of every switched session.
  */
 static void
-notice_login_transition(Oid login, bool may_reload)
+notice_login_transition(Oid login, bool at_commit)
 {
 	if (watched_login.role != login)
 	{
@@ -217,9 +214,12 @@ notice_login_transition(Oid login, bool may_reload)
 		}
 		return;
 	}
-	if (may_reload && ConfigReloadPending)
-		reload_now();
-	AcceptInvalidationMessages();
+	if (at_commit)
+	{
+		if (ConfigReloadPending)
+			reload_now();
+		AcceptInvalidationMessages();
+	}
 	if (pysafe_restriction_generation() == watched_login_generation)
 		return;
 	watched_login_generation = pysafe_restriction_generation();
@@ -234,8 +234,17 @@ notice_login_transition(Oid login, bool may_reload)
  * never inside fmgr or object access, which can run in the middle of
  * setting a value.  Parallel workers leave it to their leader.
  */
+static void notice_transitions(bool may_reload, bool at_commit);
+
 void
 pysafe_notice_transitions(bool may_reload)
+{
+	notice_transitions(may_reload, false);
+}
+
+/* pysafe_notice_transitions(), and before a commit (at_commit) the login's check in full. */
+static void
+notice_transitions(bool may_reload, bool at_commit)
 {
 	Oid			user;
 	Oid			login;
@@ -259,45 +268,23 @@ pysafe_notice_transitions(bool may_reload)
 	}
 	login = GetAuthenticatedUserId();
 	if (login != user && OidIsValid(login))
-		notice_login_transition(login, may_reload);
-}
-
-/* Memory callback: an executor state checked at its start is gone. */
-static void
-forget_checked_plan(void *arg)
-{
-	dlist_delete(&((CheckedPlan *) arg)->node);
+		notice_login_transition(login, at_commit);
 }
 
 /* ExecutorStart ran pysafe's checks on this plan (the session was restricted). */
 void
 pysafe_note_checked_plan(QueryDesc *queryDesc)
 {
-	EState	   *estate = queryDesc->estate;
-	CheckedPlan *entry;
-
-	if (estate == NULL)
-		return;
-	entry = MemoryContextAlloc(estate->es_query_cxt, sizeof(CheckedPlan));
-	entry->estate = estate;
-	entry->callback.func = forget_checked_plan;
-	entry->callback.arg = entry;
-	dlist_push_head(&checked_plans, &entry->node);
-	MemoryContextRegisterResetCallback(estate->es_query_cxt, &entry->callback);
+	if (queryDesc->estate != NULL)
+		queryDesc->estate->es_top_eflags |= PYSAFE_EFLAG_CHECKED;
 }
 
 /* Did ExecutorStart check this plan? */
 static bool
 plan_was_checked(QueryDesc *queryDesc)
 {
-	dlist_iter	iter;
-
-	dlist_foreach(iter, &checked_plans)
-	{
-		if (dlist_container(CheckedPlan, node, iter.cur)->estate == queryDesc->estate)
-			return true;
-	}
-	return false;
+	return queryDesc->estate != NULL &&
+		(queryDesc->estate->es_top_eflags & PYSAFE_EFLAG_CHECKED) != 0;
 }
 
 /*
@@ -317,14 +304,19 @@ pysafe_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 				   bool execute_once)
 #endif
 {
-	pysafe_notice_transitions(true);
-	if (pysafe_checks_apply() && !plan_was_checked(queryDesc))
+	/*
+	 * A plan checked at its start ran restricted then, and a restricted
+	 * session only ever becomes less so: nothing more to do (the common
+	 * case of a restricted session, kept cheap).
+	 */
+	if (!plan_was_checked(queryDesc))
 	{
-		const char *tag = GetCommandTagName(CreateCommandTag((Node *) queryDesc->plannedstmt));
-
-		pysafe_refuse(tag, "started_unrestricted",
-					  "cannot run a query started before this session became read-only",
-					  "The query was started while the session was unrestricted, before SET SESSION AUTHORIZATION switched to a restricted role; pysafe checked nothing in it.");
+		pysafe_notice_transitions(true);
+		if (pysafe_checks_apply())
+			pysafe_refuse(GetCommandTagName(CreateCommandTag((Node *) queryDesc->plannedstmt)),
+						  "started_unrestricted",
+						  "cannot run a query started before this session became read-only",
+						  "The query was started while the session was unrestricted, before SET SESSION AUTHORIZATION switched to a restricted role; pysafe checked nothing in it.");
 	}
 #if PG_VERSION_NUM >= 180000
 	if (prev_ExecutorRun)
@@ -349,7 +341,7 @@ static void
 transitions_at_commit(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PRE_PREPARE)
-		pysafe_notice_transitions(true);
+		notice_transitions(true, true);
 }
 
 /* Install the ExecutorRun hook and the commit check (from _PG_init). */
