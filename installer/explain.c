@@ -79,7 +79,6 @@ pysafe_is_plain_explain(Node *stmt)
 {
 	ExplainStmt *explain;
 	Query	   *query;
-	ListCell   *lc;
 
 	if (stmt == NULL || !IsA(stmt, ExplainStmt))
 		return false;
@@ -87,14 +86,7 @@ pysafe_is_plain_explain(Node *stmt)
 	query = (Query *) explain->query;
 	if (query == NULL || !IsA(query, Query) || query->commandType == CMD_UTILITY)
 		return false;
-	foreach(lc, explain->options)
-	{
-		DefElem    *option = (DefElem *) lfirst(lc);
-
-		if (strcmp(option->defname, "analyze") == 0 && defGetBoolean(option))
-			return false;
-	}
-	return true;
+	return !pysafe_explain_analyzes(explain);
 }
 
 /* Does a plan node, or one below it, evaluate something at executor start? */

@@ -1232,16 +1232,22 @@ static void
 pysafe_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 					 int subId, void *arg)
 {
-	pysafe_notice_transitions(false);
 	guard_locked_identity();
-	if (access == OAT_FUNCTION_EXECUTE)
-		pysafe_record_call(objectId, true);	/* pysafe.check() describing a plan */
+	if (access != OAT_FUNCTION_EXECUTE)
+	{
+		/* Namespace searches and the like: called often, nothing to judge. */
+		if (prev_object_access_hook)
+			prev_object_access_hook(access, classId, objectId, subId, arg);
+		return;
+	}
+	pysafe_notice_transitions(false);
+	pysafe_record_call(objectId, true); /* pysafe.check() describing a plan */
 
 	/*
 	 * Listed built-ins write even in a read-only transaction (large objects),
 	 * so read-only forcing refuses them as well as block_c_functions does.
 	 */
-	if (access == OAT_FUNCTION_EXECUTE && checks_apply() &&
+	if (objectId < FirstGenbkiObjectId && checks_apply() &&
 		(pysafe_block_c_functions || pysafe_force_read_only))
 		check_builtin_function(objectId);
 
@@ -1253,7 +1259,7 @@ pysafe_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	 * here too; the trigger and handler machinery never announces its calls.
 	 * One a plain EXPLAIN defers is bound next, through needs_fmgr_hook.
 	 */
-	if (access == OAT_FUNCTION_EXECUTE && objectId >= FirstGenbkiObjectId)
+	if (objectId >= FirstGenbkiObjectId)
 		(void) check_function_allowed(objectId, true, false);
 	if (prev_object_access_hook)
 		prev_object_access_hook(access, classId, objectId, subId, arg);

@@ -41,6 +41,7 @@ extern PysafeDepth pysafe_statement_depth(Node *stmt, int limit);
 
 /* reading.c: the canonical reading of a utility statement's parse tree. */
 extern char *pysafe_server_reading(Node *stmt);
+extern bool pysafe_explain_analyzes(ExplainStmt *stmt);
 
 /*
  * explain.c: whether a plain EXPLAIN (no ANALYZE) is planning or starting

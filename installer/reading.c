@@ -195,9 +195,9 @@ append_dropped_names(StringInfo buf, List *objects)
 	}
 }
 
-/* EXPLAIN's ANALYZE as ExplainQuery() reads it: the last occurrence wins. */
-static bool
-explain_analyzes(ExplainStmt *stmt)
+/* EXPLAIN's ANALYZE as ExplainQuery() reads it: the last occurrence wins (also for explain.c). */
+bool
+pysafe_explain_analyzes(ExplainStmt *stmt)
 {
 	ListCell   *lc;
 	bool		analyze = false;
@@ -273,7 +273,7 @@ append_reading(StringInfo buf, Node *stmt)
 			break;
 		case T_ExplainStmt:
 			appendStringInfo(buf, "ExplainStmt;analyze=%d;query=",
-							 explain_analyzes((ExplainStmt *) stmt) ? 1 : 0);
+							 pysafe_explain_analyzes((ExplainStmt *) stmt) ? 1 : 0);
 			append_explained_reading(buf, ((ExplainStmt *) stmt)->query);
 			break;
 		case T_CopyStmt:

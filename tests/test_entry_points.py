@@ -391,6 +391,8 @@ EXPLAIN_READS = [
     "EXPLAIN SELECT nextval('tickets')",
     "EXPLAIN SELECT * FROM next_ticket",
     "EXPLAIN (ANALYZE false, VERBOSE) SELECT nextval('tickets')",
+    # The last occurrence of an option is the one PostgreSQL applies.
+    "EXPLAIN (ANALYZE, ANALYZE false) SELECT nextval('tickets')",
     "EXPLAIN SELECT * FROM dblink('dbname=postgres', 'SELECT 1') AS t(x int)",
     "EXPLAIN SELECT dblink_exec('dbname=postgres', 'CREATE TABLE made_by_explain ()')",
     f"EXPLAIN SELECT py_write_volatile('{TARGET}')",
@@ -417,6 +419,7 @@ EXPLAIN_STILL_CHECKED = [
     # What runs is checked: ANALYZE runs the query.
     "EXPLAIN ANALYZE SELECT nextval('tickets')",
     "EXPLAIN (ANALYZE true) SELECT * FROM next_ticket",
+    "EXPLAIN (ANALYZE false, ANALYZE) SELECT nextval('tickets')",
     # The planner evaluates stable wrappers around a writer while estimating.
     "EXPLAIN SELECT * FROM xids WHERE x < (stable_next()::text)::xid8",
     "EXPLAIN SELECT * FROM xids WHERE x < (stable_next_plpgsql()::text)::xid8",
