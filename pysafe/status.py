@@ -114,6 +114,30 @@ def shim_rows(facts: StatusFacts) -> list[StatusRow]:
             "restricted roles cannot open walsender connections" if shim else missing,
         ),
         StatusRow(
+            "sessions that become restricted are ended",
+            shim,
+            "pysafe.restrict(), a reload of pysafe.roles, a GRANT, a demotion or DROP ROLE "
+            "ends an open session at its next hook or commit"
+            if shim
+            else missing,
+        ),
+        StatusRow(
+            "superuser-only and log-writing settings kept",
+            shim,
+            "check hooks on every superuser-only setting and on debug_print_*, trace_*, log_*"
+            if shim
+            else missing,
+        ),
+        StatusRow(
+            "locks, programs, files and log volume bounded",
+            shim,
+            "writes refused right after parse analysis; no COPY PROGRAM or server-file "
+            "writes; at most 4 exported snapshots per transaction and 32 log messages below "
+            "ERROR per statement; refusal lines no session can forge"
+            if shim
+            else missing,
+        ),
+        StatusRow(
             "refusals counted",
             shim,
             "per database, role and rule in shared memory: SELECT * FROM pysafe.refusals "

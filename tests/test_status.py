@@ -16,6 +16,9 @@ FULL_MODE_LIVE = [
     "pysafe settings cluster-wide only",
     "checks in parallel workers",
     "replication connections refused",
+    "sessions that become restricted are ended",
+    "superuser-only and log-writing settings kept",
+    "locks, programs, files and log volume bounded",
     "read-only defaults at login",
     "TRUNCATE and ALTER ROLE on itself refused",
 ]
