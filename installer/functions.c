@@ -58,8 +58,8 @@
 /* The refused built-ins' OIDs, sorted; read on first use. */
 static bool refused_loaded = false;
 static bool refused_file_found = false;
-static Oid *refused_oids = NULL;
-static int	refused_count = 0;
+/* One bit per built-in OID (all below FirstGenbkiObjectId): is it refused? */
+static uint8 refused_bits[FirstGenbkiObjectId / 8];
 
 /* "library symbol" strings of one review file, sorted; read on first use. */
 typedef struct SymbolList
@@ -87,16 +87,6 @@ review_file_path(char *path, const char *name)
 
 	get_share_path(my_exec_path, sharepath);
 	snprintf(path, MAXPGPATH, "%s/pysafe/%s", sharepath, name);
-}
-
-/* qsort/bsearch comparison of OIDs. */
-static int
-compare_oids(const void *a, const void *b)
-{
-	Oid			x = *(const Oid *) a;
-	Oid			y = *(const Oid *) b;
-
-	return (x > y) - (x < y);
 }
 
 /* qsort/bsearch comparison of C strings held by pointer. */
@@ -135,20 +125,12 @@ read_review_file(const char *name, void (*take_line) (char *line, void *into), v
 static void
 take_refused_builtin(char *line, void *into)
 {
-	static int	capacity = 0;
 	char	   *end;
 	unsigned long oid = strtoul(line, &end, 10);
 
-	if (end == line || oid == 0 || *end != ' ')
+	if (end == line || oid == 0 || oid >= FirstGenbkiObjectId || *end != ' ')
 		return;					/* anything unexpected */
-	if (refused_count == capacity)
-	{
-		capacity = capacity == 0 ? 256 : capacity * 2;
-		refused_oids = refused_oids == NULL ?
-			MemoryContextAlloc(TopMemoryContext, capacity * sizeof(Oid)) :
-			repalloc(refused_oids, capacity * sizeof(Oid));
-	}
-	refused_oids[refused_count++] = (Oid) oid;
+	refused_bits[oid / 8] |= (uint8) (1 << (oid % 8));
 }
 
 /* Keep a "library symbol" line of cleared_c_functions or refused_c_functions. */
@@ -169,14 +151,12 @@ take_c_function(char *line, void *into)
 	list->entries[list->count++] = MemoryContextStrdup(TopMemoryContext, line);
 }
 
-/* Read the refused built-ins' OIDs into a sorted array. */
+/* Read the refused built-ins' OIDs into a bitmap. */
 static void
 load_refused_builtins(void)
 {
 	refused_loaded = true;
 	refused_file_found = read_review_file("refused_builtins", take_refused_builtin, NULL);
-	if (refused_count > 0)
-		qsort(refused_oids, refused_count, sizeof(Oid), compare_oids);
 }
 
 /* Is "library symbol" in the list (read into a sorted array on first use)? */
@@ -527,7 +507,7 @@ pysafe_function_rule(Oid fn_oid, bool block_all_c, bool by_executor,
 
 /*
  * Does the review refuse this built-in (a writer, or a volatile one it has
- * not reviewed)?  One binary search, no catalog lookup.  While the
+ * not reviewed)?  One bit of a bitmap, no catalog lookup.  While the
  * EXPLAIN-only start of a plan that evaluates nothing runs (explain.c),
  * a volatile one is announced but cannot be called, and is let through.
  * On true, *refusal says why.
@@ -543,7 +523,7 @@ pysafe_builtin_refused(Oid fn_oid, PysafeExplainState explain, char *refusal, Si
 		load_refused_builtins();
 	if (refused_file_found)
 	{
-		if (bsearch(&fn_oid, refused_oids, refused_count, sizeof(Oid), compare_oids) == NULL)
+		if ((refused_bits[fn_oid / 8] & (1 << (fn_oid % 8))) == 0)
 			return false;
 		if (explain == PYSAFE_EXPLAIN_STARTING && func_volatile(fn_oid) == PROVOLATILE_VOLATILE)
 			return false;

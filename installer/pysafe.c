@@ -535,6 +535,13 @@ pysafe_session_restricted_cached(void)
 	return restriction_cache_user == GetSessionUserId() && restriction_cache_value;
 }
 
+/* Is the session restricted by an answer no change has invalidated since?  No lookups. */
+bool
+pysafe_session_restricted_still(void)
+{
+	return restriction_cache_valid && pysafe_session_restricted_cached();
+}
+
 /* Make the current transaction read-only when force_read_only is on. */
 static void
 force_read_only(void)

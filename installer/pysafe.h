@@ -128,6 +128,7 @@ extern void pysafe_count_refusal(Oid database, Oid role, const char *rule);
 
 /* pysafe.c: what the guards of the other files share with the hooks. */
 extern bool pysafe_session_restricted_cached(void);
+extern bool pysafe_session_restricted_still(void);
 extern bool pysafe_restricted_for_setting_change(void);
 extern bool pysafe_refuse_setting_change(const char *name, const char *rule, const char *message);
 

@@ -252,7 +252,9 @@ notice_transitions(bool may_reload, bool at_commit)
 	if (reloading || !IsTransactionState() || IsParallelWorker())
 		return;
 	user = GetSessionUserId();
-	if (user != watched_user.role)
+	if (pysafe_session_restricted_still())
+		;						/* restricted, and nothing changed since: nothing to become */
+	else if (user != watched_user.role)
 	{
 		/* A new identity (the first hook call, SET SESSION AUTHORIZATION). */
 		if (OidIsValid(user) && !pysafe_restricted_now())
