@@ -327,9 +327,12 @@ restriction_cache_callback(Datum arg, int cacheid, uint32 hashvalue)
 	restriction_cache_reset();
 }
 
-/* Is the role the named role, or a member of it at any depth?  Unknown names are not. */
-static bool
-role_is_or_joins(Oid role, const char *name)
+/*
+ * Is the role the named role, or a member of it at any depth?  Unknown names
+ * are not.  Also for transitions.c.
+ */
+bool
+pysafe_role_is_or_joins(Oid role, const char *name)
 {
 	Oid			listed = get_role_oid(name, true);
 
@@ -353,7 +356,7 @@ compute_session_restricted(Oid session_user)
 		return true;
 	if (superuser_arg(session_user))
 		return false;
-	if (role_is_or_joins(session_user, RESTRICTED_GROUP))
+	if (pysafe_role_is_or_joins(session_user, RESTRICTED_GROUP))
 		return true;
 	if (pysafe_roles == NULL || pysafe_roles[0] == '\0')
 		return false;
@@ -366,7 +369,7 @@ compute_session_restricted(Oid session_user)
 	foreach(lc, names)
 	{
 		/* Unknown names are ignored, as in SafeSession. */
-		if (role_is_or_joins(session_user, (const char *) lfirst(lc)))
+		if (pysafe_role_is_or_joins(session_user, (const char *) lfirst(lc)))
 		{
 			restricted = true;
 			break;
@@ -395,23 +398,13 @@ static bool
 session_is_restricted(void)
 {
 	Oid			session_user = GetSessionUserId();
-	bool		was_restricted;
 
 	if (restriction_cache_valid && restriction_cache_user == session_user)
 		return restriction_cache_value;
 	if (!IsTransactionState())
 		return false;
-
-	/*
-	 * A restricted session whose role is dropped under it stays restricted:
-	 * a role that no longer exists is a member of nothing, and the session
-	 * would otherwise fail open.
-	 */
-	was_restricted = restriction_cache_user == session_user && restriction_cache_value;
-	return remember_restriction(session_user,
-								compute_session_restricted(session_user) ||
-								(was_restricted &&
-								 !SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(session_user))));
+	/* A role dropped under its session stays restricted (compute_session_restricted). */
+	return remember_restriction(session_user, compute_session_restricted(session_user));
 }
 
 /* The settings as the flags argument of the Python policy. */
@@ -507,7 +500,7 @@ record_refusal(const char *kind, const char *rule, const char *message)
 static const char *
 restriction_hint(void)
 {
-	if (IsTransactionState() && role_is_or_joins(GetSessionUserId(), RESTRICTED_GROUP))
+	if (IsTransactionState() && pysafe_role_is_or_joins(GetSessionUserId(), RESTRICTED_GROUP))
 		return "This session is read-only because its session user was restricted with pysafe.restrict(), directly or through membership; SELECT * FROM pysafe.status() shows the path.";
 	return "This session is read-only because its session user is listed, directly or through membership, in pysafe.roles; SELECT * FROM pysafe.status() shows the path.";
 }

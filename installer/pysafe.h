@@ -88,6 +88,7 @@ extern Tuplestorestate *pysafe_begin_set_result(FunctionCallInfo fcinfo, TupleDe
 /* pysafe.c: the restriction and refusals, for the other files of the shim. */
 extern bool pysafe_restricted_now(void);
 extern bool pysafe_role_restricted(Oid role);
+extern bool pysafe_role_is_or_joins(Oid role, const char *name);
 extern uint64 pysafe_restriction_generation(void);
 extern bool pysafe_checks_apply(void);
 extern void pysafe_record_refusal(const char *kind, const char *rule, const char *message);

@@ -119,15 +119,6 @@ pysafe_forget_watch(void)
 	watched_login.role = InvalidOid;
 }
 
-/* Is the role the named role, or a member of it at any depth? */
-static bool
-role_joins(Oid role, const char *name)
-{
-	Oid			group = get_role_oid(name, true);
-
-	return OidIsValid(group) && (group == role || is_member_of_role_nosuper(role, group));
-}
-
 /* Why the watched user is restricted now, for the DETAIL. */
 static const char *
 transition_reason(const WatchedRole *watched)
@@ -137,7 +128,7 @@ transition_reason(const WatchedRole *watched)
 
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(user)))
 		return "Its role was dropped; pysafe treats a session whose role no longer exists as restricted.";
-	restricted_group = role_joins(user, PYSAFE_RESTRICTED_GROUP);
+	restricted_group = pysafe_role_is_or_joins(user, PYSAFE_RESTRICTED_GROUP);
 	if (watched->superuser && !superuser_arg(user))
 		return restricted_group ?
 			"It is no longer a superuser, and it was restricted with pysafe.restrict(), directly or through membership." :
@@ -186,14 +177,6 @@ reload_now(void)
 	PG_END_TRY();
 }
 
-/* Is the login restricted now?  One that no longer exists counts as restricted (fail closed). */
-static bool
-login_restricted(Oid login)
-{
-	return !SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(login)) ||
-		pysafe_role_restricted(login);
-}
-
 /*
  * While the session runs as another identity: end it if its login was
  * unrestricted when last judged and is restricted now.  Judged again only
@@ -207,7 +190,7 @@ notice_login_transition(Oid login, bool at_commit)
 {
 	if (watched_login.role != login)
 	{
-		if (!login_restricted(login))
+		if (!pysafe_role_restricted(login))
 		{
 			watch(&watched_login, login);
 			watched_login_generation = pysafe_restriction_generation();
@@ -223,7 +206,7 @@ notice_login_transition(Oid login, bool at_commit)
 	if (pysafe_restriction_generation() == watched_login_generation)
 		return;
 	watched_login_generation = pysafe_restriction_generation();
-	if (login_restricted(login))
+	if (pysafe_role_restricted(login))
 		end_restricted_session(&watched_login);
 }
 
