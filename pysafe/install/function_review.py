@@ -25,6 +25,7 @@ form the shim reads.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import psycopg
@@ -114,28 +115,36 @@ def place_refused_builtins(paths: ServerPaths, conn: psycopg.Connection) -> Path
     return target
 
 
-def render_cleared_c_functions() -> str:
-    lines = [
-        "# Volatile C functions of extensions that pysafe clears for restricted sessions,",
-        "# as library and C symbol (pysafe/policy/extension_functions.py).  Written by",
-        "# python -m pysafe install; every other volatile C function is refused.",
-        *(f"{library} {symbol}" for library, symbol in cleared_c_symbols()),
-    ]
+def render_symbol_file(header: tuple[str, ...], symbols: Iterable[tuple[str, str]]) -> str:
+    """A file of "library symbol" lines the shim reads, after its comment lines."""
+    lines = [*header, *(f"{library} {symbol}" for library, symbol in symbols)]
     return "\n".join(lines) + "\n"
+
+
+CLEARED_C_HEADER = (
+    "# Volatile C functions of extensions that pysafe clears for restricted sessions,",
+    "# as library and C symbol (pysafe/policy/extension_functions.py).  Written by",
+    "# python -m pysafe install; every other volatile C function is refused.",
+)
+
+
+def render_cleared_c_functions() -> str:
+    return render_symbol_file(CLEARED_C_HEADER, cleared_c_symbols())
 
 
 def refused_c_functions_path(paths: ServerPaths) -> Path:
     return paths.python_dir.parent / REFUSED_C_FILE_NAME
 
 
+REFUSED_C_HEADER = (
+    "# C functions of extensions that pysafe refuses restricted sessions whatever their",
+    "# declared volatility, as library and C symbol (pysafe/policy/extension_functions.py).",
+    "# Written by python -m pysafe install.",
+)
+
+
 def render_refused_c_functions() -> str:
-    lines = [
-        "# C functions of extensions that pysafe refuses restricted sessions whatever their",
-        "# declared volatility, as library and C symbol (pysafe/policy/extension_functions.py).",
-        "# Written by python -m pysafe install.",
-        *(f"{library} {symbol}" for library, symbol in refused_c_symbols()),
-    ]
-    return "\n".join(lines) + "\n"
+    return render_symbol_file(REFUSED_C_HEADER, refused_c_symbols())
 
 
 def place_refused_c_functions(paths: ServerPaths) -> Path:
