@@ -323,3 +323,10 @@ def run_psql(cluster: LocalCluster, conninfo: str, *args: str) -> subprocess.Com
 def pg_config(cluster: LocalCluster) -> tuple[str, str]:
     """The binaries under test may not be where install looks by default."""
     return ("--pg-config", str(cluster.pg_config))
+
+
+def install_python_only(cluster: LocalCluster) -> subprocess.CompletedProcess[str]:
+    """Install pysafe without the shim, through the CLI (so --no-shim itself is tested)."""
+    result = run_cli("install", "--dsn", cluster.dsn(), "--no-shim", *pg_config(cluster))
+    assert result.returncode == 0, result.stderr
+    return result

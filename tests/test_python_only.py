@@ -14,7 +14,12 @@ from collections.abc import Iterator
 import pytest
 
 from pysafe.localcluster import LocalCluster
-from tests.support import assert_without_python_marks, attempt_on, pg_config, run_cli
+from tests.support import (
+    assert_without_python_marks,
+    attempt_on,
+    install_python_only,
+    run_cli,
+)
 
 LOGIN_EVENTS = 17
 
@@ -24,8 +29,7 @@ def cluster() -> Iterator[LocalCluster]:
     cluster = LocalCluster(settings={"autovacuum": "off"}).start()
     try:
         # Through the CLI, so the --no-shim flag itself is what is tested.
-        result = run_cli("install", "--dsn", cluster.dsn(), "--no-shim", *pg_config(cluster))
-        assert result.returncode == 0, result.stderr
+        result = install_python_only(cluster)
         assert "Python-only mode" in result.stdout
         assert "RESTART NEEDED" not in result.stdout
         with cluster.connect() as conn:

@@ -22,7 +22,7 @@ import pytest
 
 from pysafe import LOGIN_EVENT_VERSION
 from pysafe.localcluster import LocalCluster
-from tests.support import attempt_on, pg_config, run_cli
+from tests.support import attempt_on, install_python_only, run_cli
 
 LOGIN_EVENTS = LOGIN_EVENT_VERSION // 10000
 READ_WRITE = "SET default_transaction_read_only = off"
@@ -34,8 +34,7 @@ LOGIN_ROW = "read-only defaults at login"
 def cluster() -> Iterator[LocalCluster]:
     cluster = LocalCluster(settings={"autovacuum": "off"}).start()
     try:
-        result = run_cli("install", "--dsn", cluster.dsn(), "--no-shim", *pg_config(cluster))
-        assert result.returncode == 0, result.stderr
+        install_python_only(cluster)
         with cluster.connect() as conn:
             assert conn.execute("SELECT pysafe_internal.shim_loaded()").fetchone() == (False,)
             conn.execute("CREATE ROLE can_write NOLOGIN")

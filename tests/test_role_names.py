@@ -20,7 +20,12 @@ import psycopg
 import pytest
 
 from pysafe.localcluster import LocalCluster
-from tests.support import READ_ONLY_SQLSTATE, Server, attempt_on, pg_config, run_cli
+from tests.support import (
+    READ_ONLY_SQLSTATE,
+    Server,
+    attempt_on,
+    install_python_only,
+)
 
 LOGIN_EVENTS = 17
 
@@ -238,8 +243,7 @@ def _literal(value: str) -> str:
 def python_only() -> Iterator[LocalCluster]:
     cluster = LocalCluster(settings={"autovacuum": "off"}).start()
     try:
-        result = run_cli("install", "--dsn", cluster.dsn(), "--no-shim", *pg_config(cluster))
-        assert result.returncode == 0, result.stderr
+        install_python_only(cluster)
         with cluster.connect() as conn:
             create_roles(conn)
             conn.execute(f"ALTER SYSTEM SET pysafe.roles = {_literal(ROLES_LIST)}")
